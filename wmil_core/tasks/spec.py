@@ -1,0 +1,154 @@
+"""Task specifications read from ``sim/tasks/*.yaml`` and the registry of task names."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from pathlib import Path
+from typing import Any, Literal
+
+from wmil_core.config import load_yaml
+from wmil_core.paths import tasks_dir
+
+Family = Literal["dmc", "jaco", "myo"]
+ObsMode = Literal["state", "pixels", "pixels+joints"]
+OBS_MODES: tuple[str, ...] = ("state", "pixels", "pixels+joints")
+SuccessRule = Literal["none", "final_reward", "solved"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    """Everything needed to build one task's environment.
+
+    ``joints`` selects the robot joints published as ``joints`` (positions then velocities):
+    ``"actuated"`` (joints driven by an actuator, in model order), ``"all"`` (every hinge or
+    slide joint), a list of joint names, or ``{"exclude": [names]}`` (all but those).
+    ``features`` lists simulator observation keys concatenated into ``features``, or ``"all"``.
+    """
+
+    name: str  # registry name, e.g. "dmc/cartpole-swingup"
+    family: Family
+    env_id: str  # simulator's own id: "cartpole:swingup", "reach_site_features", "myoHand...-v0"
+    joints: Any = "actuated"
+    features: Any = "all"
+    action_repeat: int = 1  # control steps per agent step
+    image_size: int = 64  # pixels (square)
+    frames: int = 3  # frames stacked in `image`
+    camera: int | str = 0
+    modes: tuple[str, ...] = OBS_MODES
+    success: SuccessRule = "none"
+    expert: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.family not in ("dmc", "jaco", "myo"):
+            raise ValueError(f"{self.name}: family must be dmc, jaco or myo, got {self.family!r}")
+        if self.action_repeat < 1:
+            raise ValueError(f"{self.name}: action_repeat must be >= 1, got {self.action_repeat}")
+        if not 8 <= self.image_size <= 1024:
+            raise ValueError(f"{self.name}: image_size must be in [8, 1024], got {self.image_size}")
+        if self.frames < 1:
+            raise ValueError(f"{self.name}: frames must be >= 1, got {self.frames}")
+        for mode in self.modes:
+            if mode not in OBS_MODES:
+                raise ValueError(f"{self.name}: unknown observation mode {mode!r}")
+        if self.success not in ("none", "final_reward", "solved"):
+            raise ValueError(f"{self.name}: success must be none, final_reward or solved")
+        j = self.joints
+        ok = (
+            j in ("actuated", "all")
+            or (isinstance(j, (list, tuple)) and all(isinstance(n, str) for n in j))
+            or (isinstance(j, dict) and set(j) == {"exclude"})
+        )
+        if not ok:
+            raise ValueError(f"{self.name}: joints must be actuated, all, a list or {{exclude: [...]}}")
+        f = self.features
+        if not (f == "all" or (isinstance(f, (list, tuple)) and all(isinstance(n, str) for n in f))):
+            raise ValueError(f"{self.name}: features must be 'all' or a list of observation keys")
+
+
+_FIELDS = {f.name for f in dataclasses.fields(TaskSpec)} - {"name", "family", "env_id"}
+
+
+def _make_spec(family: str, short: str, env_id: str, settings: dict[str, Any], src: Path) -> TaskSpec:
+    unknown = sorted(set(settings) - _FIELDS - {"env_id"})
+    if unknown:
+        raise ValueError(f"{src}: task {short}: unknown setting {unknown[0]!r}")
+    values = {k: v for k, v in settings.items() if k != "env_id"}
+    if "modes" in values:
+        values["modes"] = tuple(values["modes"])
+    if isinstance(values.get("joints"), list):
+        values["joints"] = tuple(values["joints"])
+    if isinstance(values.get("features"), list):
+        values["features"] = tuple(values["features"])
+    return TaskSpec(name=f"{family}/{short}", family=family, env_id=env_id, **values)
+
+
+def _dmc_all() -> list[tuple[str, str]]:
+    from dm_control import suite
+
+    return [(d, t) for d, t in suite.ALL_TASKS]
+
+
+def load_task_file(path: Path) -> dict[str, TaskSpec]:
+    """Parse one task YAML file into specs keyed by full task name."""
+    doc = load_yaml(path)
+    if not isinstance(doc, dict) or "family" not in doc:
+        raise ValueError(f"{path}: a task file needs a mapping with a 'family' key")
+    family = doc["family"]
+    defaults = dict(doc.get("defaults") or {})
+    tasks = dict(doc.get("tasks") or {})
+    specs: dict[str, TaskSpec] = {}
+    if family == "dmc" and doc.get("register_all"):
+        for domain, task in _dmc_all():
+            short = f"{domain}-{task}".replace("_", "-")
+            tasks.setdefault(short, {})
+    for short, settings in tasks.items():
+        settings = {**defaults, **(settings or {})}
+        if family == "dmc":
+            env_id = settings.get("env_id") or _dmc_env_id(short)
+        else:
+            env_id = settings.get("env_id")
+            if not env_id:
+                raise ValueError(f"{path}: task {short}: env_id is required for family {family}")
+        specs[f"{family}/{short}"] = _make_spec(family, short, env_id, settings, path)
+    return specs
+
+
+@functools.cache
+def _dmc_ids() -> dict[str, str]:
+    return {f"{d}-{t}".replace("_", "-"): f"{d}:{t}" for d, t in _dmc_all()}
+
+
+def _dmc_env_id(short: str) -> str:
+    try:
+        return _dmc_ids()[short]
+    except KeyError:
+        raise ValueError(f"dmc/{short}: not a dm_control suite task") from None
+
+
+@functools.cache
+def _registry(directory: str) -> dict[str, TaskSpec]:
+    specs: dict[str, TaskSpec] = {}
+    files = sorted(Path(directory).glob("*.yaml"))
+    if not files:
+        raise ValueError(f"{directory}: no task files (*.yaml)")
+    for path in files:
+        specs.update(load_task_file(path))
+    return specs
+
+
+def registry(directory: str | Path | None = None) -> dict[str, TaskSpec]:
+    """All registered tasks, keyed by name, from ``sim/tasks/*.yaml``."""
+    return dict(_registry(str(directory or tasks_dir())))
+
+
+def get_task(name: str) -> TaskSpec:
+    """The spec of task ``name``; an unknown name raises ValueError listing close matches."""
+    specs = registry()
+    if name in specs:
+        return specs[name]
+    import difflib
+
+    close = difflib.get_close_matches(name, specs, n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else " (see `wmil tasks`)"
+    raise ValueError(f"unknown task {name!r}{hint}")
