@@ -1,4 +1,4 @@
-"""ament_python package ``wmil``: the ROS 2 nodes (``wmil``) and the learning library (``wmil_core``)."""
+"""ament_python package `wmil`: the ROS 2 nodes (wmil) and the learning library (wmil_core)."""
 
 from glob import glob
 from pathlib import Path

@@ -7,7 +7,8 @@ state observation alone. Both plug into demo collection and ``wmil expert eval``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -48,7 +49,7 @@ def expert_names() -> list[str]:
 
 def _load_builtin() -> None:
     # importing the modules registers their experts
-    from wmil_core.experts import scripted  # noqa: F401
+    from wmil_core.experts import scripted, simple  # noqa: F401
 
 
 def make_expert(task: str, name: str | None = None) -> Expert:

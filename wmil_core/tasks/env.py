@@ -7,7 +7,9 @@ evaluation only, with ``info["success"]`` where the task defines success.
 
 from __future__ import annotations
 
+import atexit
 import collections
+import weakref
 from typing import Any
 
 import gymnasium as gym
@@ -16,6 +18,10 @@ import numpy as np
 
 from wmil_core.tasks.backends import BACKENDS, Backend
 from wmil_core.tasks.spec import ObsMode, TaskSpec, get_task
+
+# Renderers still open at exit are closed while EGL is alive (their __del__ would run too late).
+_LIVE_ENVS: weakref.WeakSet[WmilEnv] = weakref.WeakSet()
+atexit.register(lambda: [env.close() for env in list(_LIVE_ENVS)])
 
 _HINGE_SLIDE = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
 
@@ -76,7 +82,9 @@ class WmilEnv(gym.Env):
     ) -> None:
         spec = get_task(task) if isinstance(task, str) else task
         if obs_mode not in spec.modes:
-            raise ValueError(f"{spec.name}: observation mode {obs_mode!r} not in {list(spec.modes)}")
+            raise ValueError(
+                f"{spec.name}: observation mode {obs_mode!r} not in {list(spec.modes)}"
+            )
         self.spec_ = spec
         self.obs_mode = obs_mode
         self.image_size = int(image_size or spec.image_size)
@@ -156,6 +164,7 @@ class WmilEnv(gym.Env):
         if self._renderer is None:
             s = self.image_size
             self._renderer = mujoco.Renderer(self.backend.model, s, s)
+            _LIVE_ENVS.add(self)
             self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
             self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
         self._renderer.update_scene(self.backend.data, camera=self.camera)

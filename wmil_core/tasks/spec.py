@@ -60,16 +60,21 @@ class TaskSpec:
             or (isinstance(j, dict) and set(j) == {"exclude"})
         )
         if not ok:
-            raise ValueError(f"{self.name}: joints must be actuated, all, a list or {{exclude: [...]}}")
+            raise ValueError(
+                f"{self.name}: joints must be actuated, all, a list or {{exclude: [...]}}"
+            )
         f = self.features
-        if not (f == "all" or (isinstance(f, (list, tuple)) and all(isinstance(n, str) for n in f))):
+        names_ok = isinstance(f, (list, tuple)) and all(isinstance(n, str) for n in f)
+        if not (f == "all" or names_ok):
             raise ValueError(f"{self.name}: features must be 'all' or a list of observation keys")
 
 
 _FIELDS = {f.name for f in dataclasses.fields(TaskSpec)} - {"name", "family", "env_id"}
 
 
-def _make_spec(family: str, short: str, env_id: str, settings: dict[str, Any], src: Path) -> TaskSpec:
+def _make_spec(
+    family: str, short: str, env_id: str, settings: dict[str, Any], src: Path
+) -> TaskSpec:
     unknown = sorted(set(settings) - _FIELDS - {"env_id"})
     if unknown:
         raise ValueError(f"{src}: task {short}: unknown setting {unknown[0]!r}")

@@ -1,0 +1,151 @@
+"""Every task family builds, resets and steps in each observation mode; seeded runs repeat."""
+
+import numpy as np
+import pytest
+
+from wmil_core.tasks import get_task, make_env, registry
+from wmil_core.tasks.spec import TaskSpec
+
+FAMILY_TASKS = [
+    "dmc/cartpole-swingup",
+    "dmc/reacher-easy",
+    "dmc/walker-walk",
+    "jaco/reach-site",
+    "jaco/reach-duplo",
+    "jaco/lift-brick",
+    "myo/key-turn",
+    "myo/obj-hold",
+    "myo/pen-twirl",
+]
+
+REQUIRED = [
+    *(f"dmc/{t}" for t in ["cartpole-swingup", "reacher-easy", "reacher-hard", "walker-walk",
+                           "walker-run", "cheetah-run", "hopper-hop", "humanoid-walk", "dog-walk"]),
+    "jaco/reach-site", "jaco/reach-duplo", "jaco/lift-brick",
+    "myo/key-turn", "myo/obj-hold", "myo/pen-twirl",
+]
+
+
+def test_registry_names():
+    names = registry()
+    for name in REQUIRED:
+        assert name in names
+    from dm_control import suite
+
+    dmc = [n for n in names if n.startswith("dmc/")]
+    assert len(dmc) == len(suite.ALL_TASKS)
+    assert get_task("dmc/cartpole-swingup").env_id == "cartpole:swingup"
+    assert get_task("dmc/ball-in-cup-catch").env_id == "ball_in_cup:catch"
+    assert get_task("dmc/reacher-easy").action_repeat == 2
+    assert get_task("jaco/reach-site").action_repeat == 1
+
+
+def test_unknown_task_suggests():
+    with pytest.raises(ValueError, match="did you mean dmc/cartpole-swingup"):
+        get_task("dmc/cartpole-swingpu")
+
+
+def test_spec_validation():
+    with pytest.raises(ValueError, match="action_repeat"):
+        TaskSpec(name="x", family="dmc", env_id="a:b", action_repeat=0)
+    with pytest.raises(ValueError, match="observation mode"):
+        TaskSpec(name="x", family="dmc", env_id="a:b", modes=("video",))
+
+
+@pytest.mark.parametrize("task", FAMILY_TASKS)
+@pytest.mark.parametrize("mode", ["state", "pixels", "pixels+joints"])
+def test_construct_reset_step(task, mode):
+    env = make_env(task, mode, seed=0)
+    obs, info = env.reset()
+    want = {"state": {"joints", "features"}, "pixels": {"image"},
+            "pixels+joints": {"image", "joints"}}[mode]
+    assert set(obs) == want
+    assert env.observation_space.contains(obs)
+    a = env.action_space.sample()
+    obs2, reward, terminated, truncated, info = env.step(a)
+    assert reward == 0.0  # reward-free: the learner never sees the simulator's reward
+    assert np.isfinite(info["reward"])
+    assert env.observation_space.contains(obs2)
+    if "joints" in obs:
+        assert obs["joints"].shape == (2 * len(env.joint_names),)
+    if "image" in obs:
+        assert obs["image"].shape == (64, 64, 9) and obs["image"].dtype == np.uint8
+    env.close()
+
+
+@pytest.mark.parametrize("task", ["dmc/cartpole-swingup", "jaco/reach-site", "myo/key-turn"])
+def test_pixels_vary_and_follow_state(task):
+    env = make_env(task, "pixels", seed=1)
+    obs, _ = env.reset()
+    img0 = obs["image"]
+    assert img0.std() > 5.0, "frame is (nearly) constant"
+    # the stack starts as copies of the first frame, then shifts in new frames
+    assert np.array_equal(img0[..., :3], img0[..., 6:])
+    for _ in range(25):  # push hard one way: the robot must visibly move
+        obs, *_ = env.step(np.ones(env.action_space.shape))
+    img = obs["image"]
+    assert np.abs(img[..., 6:].astype(int) - img0[..., 6:].astype(int)).mean() > 0.5
+    # same state -> same frame: reset with the same seed reproduces the first image
+    again, _ = env.reset(seed=1)
+    first, _ = make_env(task, "pixels", seed=1).reset()
+    assert np.array_equal(again["image"], first["image"])
+    env.close()
+
+
+@pytest.mark.parametrize("task", ["dmc/reacher-easy", "jaco/reach-duplo", "myo/obj-hold"])
+def test_seeded_runs_repeat_exactly(task):
+    def run(seed):
+        env = make_env(task, "state", seed=seed)
+        rng = np.random.default_rng(7)
+        obs, _ = env.reset()
+        out = [obs["joints"], obs["features"]]
+        for _ in range(20):
+            obs, _, _, _, info = env.step(rng.uniform(-1, 1, env.action_space.shape))
+            out += [obs["joints"], obs["features"], np.array([info["reward"]])]
+        return np.concatenate(out)
+
+    a, b, c = run(3), run(3), run(4)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_episode_length_and_truncation():
+    env = make_env("dmc/cartpole-swingup", "state", seed=0)
+    assert env.episode_length == 500
+    env.reset()
+    steps = 0
+    while True:
+        _, _, term, trunc, info = env.step(np.zeros(1))
+        steps += 1
+        if term or trunc:
+            break
+    assert steps == 500 and trunc and not term
+    assert np.isclose(info["episode_return"], info["episode_return"])
+
+
+def test_bad_action_is_refused():
+    env = make_env("dmc/reacher-easy", "state", seed=0)
+    env.reset()
+    with pytest.raises(ValueError, match="shape"):
+        env.step(np.zeros(3))
+    with pytest.raises(ValueError, match="non-finite"):
+        env.step(np.array([np.nan, 0.0]))
+
+
+def test_actions_map_to_actuator_range():
+    env = make_env("jaco/reach-site", "state", seed=0)
+    env.reset()
+    env.step(np.ones(9))
+    ctrl = env.backend.data.ctrl
+    assert np.allclose(ctrl, env.action_high)
+    env.step(-np.ones(9))
+    assert np.allclose(env.backend.data.ctrl, env.action_low)
+
+
+@pytest.mark.slow
+def test_every_dmc_task_builds():
+    for name in [n for n in registry() if n.startswith("dmc/")]:
+        env = make_env(name, "state", seed=0)
+        obs, _ = env.reset()
+        env.step(env.action_space.sample())
+        assert obs, name

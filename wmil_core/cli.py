@@ -1,0 +1,250 @@
+"""The ``wmil`` command line: one entry point, one subcommand per job.
+
+Every subcommand is a thin layer over a library function. User mistakes end with one line,
+``wmil: error: <what is wrong>``, and exit code 2; Ctrl-C leaves no partial file behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from wmil_core.config import atomic_write, from_dict, load_yaml
+
+
+@dataclasses.dataclass
+class CollectConfig:
+    """Settings of ``wmil demos collect`` (also loadable with ``--config FILE.yaml``)."""
+
+    task: str = "dmc/reacher-easy"
+    episodes: int = 10  # expert episodes to record
+    obs: str = "state"  # observation mode: state | pixels | pixels+joints
+    out: str = "data/demos.h5"
+    seed: int = 0  # episode i uses seed + i
+    expert: str | None = None  # default: the task's expert
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1:
+            raise ValueError(f"episodes: must be >= 1, got {self.episodes}")
+        if self.obs not in ("state", "pixels", "pixels+joints"):
+            raise ValueError(f"obs: must be state, pixels or pixels+joints, got {self.obs!r}")
+
+
+def _config_from_args(cls: type, args: argparse.Namespace) -> Any:
+    """Build config ``cls`` from ``--config`` YAML overlaid with explicitly given flags."""
+    data: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        loaded = load_yaml(args.config) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{args.config}: expected a mapping")
+        data.update(loaded)
+    for f in dataclasses.fields(cls):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            data[f.name] = value
+    return from_dict(cls, data)
+
+
+# -- wmil tasks ---------------------------------------------------------------------------------
+def cmd_tasks(args: argparse.Namespace) -> int:
+    """List registered tasks with observation keys and shapes, action size, length, expert."""
+    from tqdm import tqdm
+
+    from wmil_core.tasks import make_env, registry
+
+    specs = [s for name, s in sorted(registry().items()) if args.filter in name]
+    rows = []
+    for spec in tqdm(specs, desc="building tasks", unit="task", disable=args.json or len(specs) < 4,
+                     file=sys.stderr):
+        env = make_env(spec.name, "state")
+        shapes = {k: list(v["shape"]) for k, v in env.obs_spec().items()}
+        rows.append({
+            "task": spec.name,
+            "obs": shapes,
+            "image": [env.image_size, env.image_size, 3 * env.frames],
+            "modes": list(spec.modes),
+            "action_dim": int(env.action_space.shape[0]),
+            "episode_length": env.episode_length,
+            "action_repeat": spec.action_repeat,
+            "expert": spec.expert or "-",
+        })
+        env.close()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'task':28s} {'state observation':34s} {'image':12s} {'A':>3s} {'T':>5s} "
+          f"{'rep':>3s}  expert")
+    for r in rows:
+        obs = " ".join(f"{k}{tuple(v)}" for k, v in r["obs"].items())
+        img = "x".join(map(str, r["image"]))
+        print(f"{r['task']:28s} {obs:34s} {img:12s} {r['action_dim']:3d} {r['episode_length']:5d} "
+              f"{r['action_repeat']:3d}  {r['expert']}")
+    print(f"{len(rows)} tasks; modes: state, pixels, pixels+joints (image is HxWx3*frames)")
+    return 0
+
+
+# -- wmil expert ---------------------------------------------------------------------------------
+def cmd_expert_eval(args: argparse.Namespace) -> int:
+    """Evaluate a task's expert over seeded episodes and print mean/std return and success."""
+    from wmil_core.collect import evaluate_expert
+
+    stats = evaluate_expert(args.task, args.episodes, args.seed, args.expert, progress=True)
+    _print_stats(stats.as_dict())
+    if args.json:
+        atomic_write(args.json, json.dumps(stats.as_dict(), indent=2))
+    return 0
+
+
+def _print_stats(d: dict[str, Any]) -> None:
+    succ = "n/a" if d["success_rate"] is None else f"{d['success_rate']:.2f}"
+    print(f"{d['task']}  expert={d['expert']}  episodes={d['episodes']}  "
+          f"return={d['return_mean']:.1f} +- {d['return_std']:.1f}  success={succ}  "
+          f"({d['steps_per_second']:.0f} env steps/s)")
+
+
+# -- wmil demos ----------------------------------------------------------------------------------
+def cmd_demos_collect(args: argparse.Namespace) -> int:
+    """Record expert demonstrations to an HDF5 file (atomically)."""
+    from wmil_core.collect import collect_demos
+
+    cfg = _config_from_args(CollectConfig, args)
+    stats = collect_demos(cfg.task, cfg.episodes, cfg.obs, cfg.out, cfg.seed, cfg.expert)
+    _print_stats(stats.as_dict())
+    print(f"wrote {cfg.out}: {stats.episodes} episodes, {stats.steps} steps, "
+          f"collected at {stats.steps_per_second:.0f} env steps/s")
+    return 0
+
+
+def cmd_demos_info(args: argparse.Namespace) -> int:
+    """Validate a demo file and summarise it."""
+    from wmil_core.demos import load_demos
+
+    ds = load_demos(args.file, task=args.task)
+    s = ds.summary()
+    if args.json:
+        print(json.dumps(s, indent=2))
+        return 0
+    succ = "n/a" if s["success_rate"] is None else f"{s['success_rate']:.2f}"
+    print(f"{s['path']}: valid")
+    print(f"  task        {s['task']}  (observation mode {s['obs_mode']})")
+    print(f"  episodes    {s['episodes']}  steps {s['steps']}")
+    for k, v in s["obs_spec"].items():
+        print(f"  obs/{k:8s} {tuple(v['shape'])} {v['dtype']}")
+    print(f"  actions     ({s['action_dim']},) float32 in [-1, 1]")
+    if s["joint_names"]:
+        print(f"  joints      {', '.join(s['joint_names'])}")
+    print(f"  expert      {s['expert'].get('name', '?')}: return {s['return_mean']:.1f} "
+          f"+- {s['return_std']:.1f}, success {succ}")
+    return 0
+
+
+def cmd_demos_import_bag(args: argparse.Namespace) -> int:
+    """Turn rosbag2 recordings into a demo file."""
+    from wmil_core.bag_import import import_bag
+
+    report = import_bag(
+        [Path(b) for b in args.bag], Path(args.out), task=args.task, obs_mode=args.obs,
+        image_topic=args.image_topic, joint_topic=args.joint_topic,
+        features_topic=args.features_topic, command_topic=args.command_topic,
+        split_gap=args.split_gap, progress=True,
+    )
+    print(report)
+    return 0
+
+
+# -- wmil demo (the main job) ----------------------------------------------------------------------
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The main job on the default task: collect expert demos and show their score."""
+    from wmil_core.collect import collect_demos
+    from wmil_core.demos import load_demos
+
+    out = Path(args.out) / "demos.h5"
+    print(f"[1/2] collecting {args.episodes} expert demos of {args.task} -> {out}")
+    stats = collect_demos(args.task, args.episodes, "state", out, seed=args.seed)
+    _print_stats(stats.as_dict())
+    print("[2/2] validating the dataset")
+    s = load_demos(out, task=args.task).summary()
+    succ = "n/a" if s["success_rate"] is None else f"{s['success_rate']:.2f}"
+    print(f"score: expert return {s['return_mean']:.1f} +- {s['return_std']:.1f}, success {succ} "
+          f"over {s['episodes']} episodes ({s['steps']} steps)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``wmil`` with every subcommand."""
+    p = argparse.ArgumentParser(prog="wmil", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("tasks", help="list every registered task")
+    t.add_argument("filter", nargs="?", default="", help="substring of task names (e.g. jaco/)")
+    t.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    t.set_defaults(func=cmd_tasks)
+
+    e = sub.add_parser("expert", help="scripted and trained expert demonstrators")
+    esub = e.add_subparsers(dest="expert_command", required=True, metavar="ACTION")
+    ee = esub.add_parser("eval", help="measure an expert's return and success")
+    ee.add_argument("--task", required=True)
+    ee.add_argument("--episodes", type=int, default=10)
+    ee.add_argument("--seed", type=int, default=0)
+    ee.add_argument("--expert", default=None, help="expert name (default: the task's)")
+    ee.add_argument("--json", default=None, help="also write the result to this JSON file")
+    ee.set_defaults(func=cmd_expert_eval)
+
+    d = sub.add_parser("demos", help="demonstration datasets")
+    dsub = d.add_subparsers(dest="demos_command", required=True, metavar="ACTION")
+    dc = dsub.add_parser("collect", help="record expert demonstrations to HDF5")
+    dc.add_argument("--config", default=None, help="YAML with CollectConfig fields")
+    dc.add_argument("--task", default=None)
+    dc.add_argument("--episodes", type=int, default=None)
+    dc.add_argument("--obs", default=None, choices=["state", "pixels", "pixels+joints"])
+    dc.add_argument("--out", default=None, help="output .h5 file")
+    dc.add_argument("--seed", type=int, default=None)
+    dc.add_argument("--expert", default=None)
+    dc.set_defaults(func=cmd_demos_collect)
+    di = dsub.add_parser("info", help="validate and summarise a demo file")
+    di.add_argument("file")
+    di.add_argument("--task", default=None, help="also require the file to be for this task")
+    di.add_argument("--json", action="store_true")
+    di.set_defaults(func=cmd_demos_info)
+    db = dsub.add_parser("import-bag", help="convert rosbag2 recordings (MCAP, sqlite3)")
+    db.add_argument("bag", nargs="+", help="bag directories or files")
+    db.add_argument("--out", required=True)
+    db.add_argument("--task", required=True, help="task whose joints and action bounds to use")
+    db.add_argument("--obs", default=None, choices=["state", "pixels", "pixels+joints"])
+    db.add_argument("--image-topic", default="/camera/image_raw")
+    db.add_argument("--joint-topic", default="/joint_states")
+    db.add_argument("--features-topic", default="/wmil/features")
+    db.add_argument("--command-topic", default="/wmil/commands")
+    db.add_argument("--split-gap", type=float, default=None,
+                    help="start a new episode where commands pause longer than this (s)")
+    db.set_defaults(func=cmd_demos_import_bag)
+
+    m = sub.add_parser("demo", help="the main job on the default task")
+    m.add_argument("--task", default="dmc/reacher-easy")
+    m.add_argument("--episodes", type=int, default=10)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--out", default="runs/demo")
+    m.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``wmil`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ValueError as exc:  # user mistakes: one line naming the problem
+        print(f"wmil: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("wmil: interrupted: no partial file was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
