@@ -35,6 +35,12 @@ JOINT_STATE_TYPE = "sensor_msgs/msg/JointState"
 ARRAY_TYPE = "std_msgs/msg/Float64MultiArray"
 
 _CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1}
+_WANT: dict[str, tuple[str, ...]] = {  # stream key -> accepted message types
+    "image": (IMAGE_TYPE, COMPRESSED_TYPE),
+    "joints": (JOINT_STATE_TYPE,),
+    "features": (ARRAY_TYPE,),
+    "command": (ARRAY_TYPE,),
+}
 
 
 # -- message -> array conversions (pure; reused by ROS nodes) ---------------------------------
@@ -258,14 +264,6 @@ def _read_streams(
     return streams
 
 
-_WANT: dict[str, tuple[str, ...]] = {
-    "image": (IMAGE_TYPE, COMPRESSED_TYPE),
-    "joints": (JOINT_STATE_TYPE,),
-    "features": (ARRAY_TYPE,),
-    "command": (ARRAY_TYPE,),
-}
-
-
 def _converters(env: Any) -> dict[str, Callable[[Any, str], np.ndarray]]:
     size = env.image_size
     spec = env.obs_spec()
@@ -378,6 +376,8 @@ def import_bag(
     all_topics = {"image": image_topic, "joints": joint_topic, "features": features_topic,
                   "command": command_topic}
     topics = {k: all_topics[k] for k in [*obs_keys, "command"]}
+    if len(set(topics.values())) < len(topics):
+        raise ValueError(f"the topics read must differ, got {topics}")
     gap_ns = int(round(split_gap * 1e9)) if split_gap is not None else None
     dropped: dict[str, int] = {}
     lengths: list[int] = []

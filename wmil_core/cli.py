@@ -137,8 +137,9 @@ def cmd_demos_info(args: argparse.Namespace) -> int:
     print(f"  actions     ({s['action_dim']},) float32 in [-1, 1]")
     if s["joint_names"]:
         print(f"  joints      {', '.join(s['joint_names'])}")
-    print(f"  expert      {s['expert'].get('name', '?')}: return {s['return_mean']:.1f} "
-          f"+- {s['return_std']:.1f}, success {succ}")
+    ret = ("n/a (no rewards recorded)" if s["return_mean"] is None
+           else f"{s['return_mean']:.1f} +- {s['return_std']:.1f}")
+    print(f"  expert      {s['expert'].get('name', '?')}: return {ret}, success {succ}")
     return 0
 
 

@@ -71,7 +71,7 @@ class DemoDataset:
 
     def summary(self) -> dict[str, Any]:
         """Episodes, steps, spec and the expert's return and success (for ``wmil demos info``)."""
-        rets = np.array([e.ret for e in self.episodes])
+        rets = np.array([e.ret for e in self.episodes if e.rewards is not None])
         succ = [e.success for e in self.episodes if e.success is not None]
         return {
             "path": str(self.path),
@@ -83,8 +83,8 @@ class DemoDataset:
             "action_dim": self.action_dim,
             "joint_names": self.joint_names,
             "expert": self.expert,
-            "return_mean": float(np.mean(rets)),
-            "return_std": float(np.std(rets)),
+            "return_mean": float(np.mean(rets)) if rets.size else None,  # None: no rewards
+            "return_std": float(np.std(rets)) if rets.size else None,
             "success_rate": float(np.mean(succ)) if succ else None,
         }
 
@@ -131,7 +131,11 @@ class DemoWriter:
         self.tmp_path = Path(tmp)
         self.obs_spec = _plain_spec(obs_spec)
         self.action_dim = int(action_dim)
-        self._f = h5py.File(self.tmp_path, "w")
+        try:
+            self._f = h5py.File(self.tmp_path, "w")
+        except OSError:
+            self.tmp_path.unlink(missing_ok=True)
+            raise
         from wmil_core import __version__
 
         a = self._f.attrs

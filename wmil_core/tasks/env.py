@@ -144,7 +144,7 @@ class WmilEnv(gym.Env):
         return self.spec_.name
 
     def obs_spec(self) -> dict[str, dict[str, Any]]:
-        """Observation spec: key -> {shape, dtype}; plus joint names (for datasets, manifests)."""
+        """Observation spec: key -> {shape, dtype} (joint names are ``joint_names``)."""
         return {
             k: {"shape": list(s.shape), "dtype": str(np.dtype(s.dtype))}
             for k, s in self.observation_space.spaces.items()

@@ -1,0 +1,102 @@
+"""Each IQ-MPC loss on tiny hand-computed tensors."""
+
+import pytest
+import torch
+
+from wmil_core.losses import (
+    consistency_loss,
+    decoded_reward,
+    gradient_penalty,
+    iq_loss,
+    pearson,
+    policy_loss,
+)
+
+
+def col(*v):
+    return torch.tensor(v, dtype=torch.float32).reshape(-1, 1)
+
+
+def test_consistency_loss_weights_steps_by_rho():
+    z_pred = torch.tensor([[[1.0, 0.0]], [[0.0, 2.0]]])  # (H=2, B=1, L=2)
+    z_tgt = torch.zeros(2, 1, 2)
+    # step 0: mean(1, 0) = 0.5, weight 1; step 1: mean(0, 4) = 2, weight 0.5; divided by H
+    assert consistency_loss(z_pred, z_tgt, rho=0.5).item() == pytest.approx((0.5 + 1.0) / 2)
+
+
+def test_decoded_reward_is_inverse_bellman():
+    r = decoded_reward(col(1.0, 2.0), col(4.0, 4.0), gamma=0.5, done=col(0.0, 1.0))
+    assert r.flatten().tolist() == [-1.0, 2.0]
+
+
+def test_iq_loss_v0_variant_by_hand():
+    q, v_next = col(1, 2, 3, 4), col(1, 1, 1, 1)
+    is_expert = torch.tensor([True, True, False, False])
+    loss, parts = iq_loss(q, torch.zeros(4, 1), v_next, is_expert, gamma=0.5, alpha=0.5,
+                          value_term="v0", v0=col(2, 4))
+    # r = q - 0.5 = (0.5, 1.5, 2.5, 3.5); softq = -mean(0.5, 1.5) = -1
+    # value = (1 - 0.5) * mean(2, 4) = 1.5; chi2 = mean(r^2) / (4 * 0.5) = 5.25 / 2
+    assert parts["softq_loss"].item() == pytest.approx(-1.0)
+    assert parts["value_loss"].item() == pytest.approx(1.5)
+    assert parts["chi2_loss"].item() == pytest.approx(2.625)
+    assert loss.item() == pytest.approx(3.125)
+
+
+def test_iq_loss_td_variant_uses_behaviour_samples():
+    q, v_next = col(1, 2, 3, 4), col(1, 1, 1, 1)
+    v = col(100, 100, 2, 3)  # expert values must not enter the td value term
+    is_expert = torch.tensor([True, True, False, False])
+    loss, parts = iq_loss(q, v, v_next, is_expert, gamma=0.5, alpha=0.5, value_term="td")
+    assert parts["value_loss"].item() == pytest.approx(2.0)  # mean(2 - 0.5, 3 - 0.5)
+    assert loss.item() == pytest.approx(-1.0 + 2.0 + 2.625)
+
+
+def test_iq_loss_gradient_raises_expert_q_and_lowers_behaviour_q():
+    q = torch.zeros(4, 1, requires_grad=True)
+    is_expert = torch.tensor([True, True, False, False])
+    loss, _ = iq_loss(q, q, torch.zeros(4, 1), is_expert, gamma=0.9, alpha=0.5,
+                      value_term="td")
+    loss.backward()
+    assert (q.grad[:2] < 0).all()  # descending the loss raises expert Q
+    assert (q.grad[2:] > 0).all()  # ... and lowers behaviour values
+
+
+def test_iq_loss_bad_arguments():
+    q = col(1, 2)
+    with pytest.raises(ValueError, match="needs v0"):
+        iq_loss(q, q, q, torch.tensor([True, False]), 0.9, 0.5, "v0")
+    with pytest.raises(ValueError, match="expert samples"):
+        iq_loss(q, q, q, torch.tensor([False, False]), 0.9, 0.5, "td")
+
+
+@pytest.mark.parametrize("norm, expected", [(1.0, 0.0), (2.0, 1.0), (0.5, 0.25)])
+def test_gradient_penalty_of_linear_q(norm, expected):
+    w = torch.tensor([0.6, 0.8, 0.0]) * norm  # ||w|| = norm everywhere
+    pen = gradient_penalty(lambda x: x @ w, torch.randn(16, 3), torch.randn(16, 3), lam=1.0)
+    assert pen.item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_gradient_penalty_interpolates_between_inputs():
+    seen = {}
+
+    def q_fn(x):
+        seen["x"] = x.detach().clone()
+        return x.sum(-1, keepdim=True)
+
+    xe, xb = torch.ones(2, 2), torch.zeros(2, 2)
+    gradient_penalty(q_fn, xe, xb, lam=3.0, mix=col(0.25, 1.0))
+    assert torch.equal(seen["x"], torch.tensor([[0.25, 0.25], [1.0, 1.0]]))
+
+
+def test_policy_loss_by_hand():
+    log_pi = torch.tensor([[1.0, 1.0], [2.0, 2.0]]).unsqueeze(-1)
+    q = torch.tensor([[3.0, 3.0], [0.0, 0.0]]).unsqueeze(-1)
+    # step 0: 0.5*1 - 3 = -2.5 (weight 1); step 1: 0.5*2 - 0 = 1 (weight 0.5); mean over T
+    assert policy_loss(log_pi, q, beta=0.5, rho=0.5).item() == pytest.approx(-1.0)
+
+
+def test_pearson():
+    x = torch.tensor([1.0, 2.0, 3.0])
+    assert pearson(x, 2 * x + 1).item() == pytest.approx(1.0)
+    assert pearson(x, -x).item() == pytest.approx(-1.0)
+    assert pearson(x, torch.ones(3)).item() == 0.0

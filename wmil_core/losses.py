@@ -1,0 +1,113 @@
+"""IQ-MPC losses as pure functions of tensors and scalars.
+
+Shapes: B batch, H horizon, L latent size. ``is_expert`` marks the expert half of a batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+
+def rho_weights(n: int, rho: float, device: torch.device | None = None) -> Tensor:
+    """(rho^0, rho^1, ..., rho^(n-1)): temporal weights of multi-step losses."""
+    return torch.pow(torch.as_tensor(rho, dtype=torch.float32, device=device),
+                     torch.arange(n, device=device, dtype=torch.float32))
+
+
+def consistency_loss(z_pred: Tensor, z_target: Tensor, rho: float) -> Tensor:
+    """Latent consistency: (1/H) sum_t rho^t mean((d-rollout_t - sg(h(o_{t+1})))^2).
+
+    z_pred, z_target: (H, B, L); z_target carries no gradient (the caller detaches it).
+    """
+    h = z_pred.shape[0]
+    per_step = (z_pred - z_target).pow(2).mean(dim=(1, 2))  # (H,)
+    return (per_step * rho_weights(h, rho, z_pred.device)).sum() / h
+
+
+def decoded_reward(q: Tensor, v_next: Tensor, gamma: float,
+                   done: Tensor | None = None) -> Tensor:
+    """Inverse Bellman operator: r(z, a) = Q(z, a) - gamma V(z') (V' = 0 after termination)."""
+    if done is not None:
+        v_next = v_next * (1.0 - done)
+    return q - gamma * v_next
+
+
+def iq_loss(
+    q: Tensor,
+    v: Tensor,
+    v_next: Tensor,
+    is_expert: Tensor,
+    gamma: float,
+    alpha: float,
+    value_term: Literal["v0", "td"] = "v0",
+    v0: Tensor | None = None,
+    done: Tensor | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Inverse soft-Q loss with the chi-squared regulariser (IQ-Learn), for one Q head.
+
+    loss = -mean_expert(Q - gamma V') + value term + 1/(4 alpha) mean_all((Q - gamma V')^2)
+
+    The value term is ``(1 - gamma) mean(V(z0))`` over expert initial latents ``v0``
+    (``value_term="v0"``), or ``mean_behaviour(V(z) - gamma V(z'))`` (``"td"``).
+    q, v, v_next: (B, 1); is_expert: (B,) bool; v0: (B0, 1). V' comes from the target heads.
+    """
+    r = decoded_reward(q, v_next, gamma, done)  # (B, 1)
+    expert = is_expert.bool()
+    if not expert.any():
+        raise ValueError("iq_loss needs expert samples in the batch")
+    softq = -r[expert].mean()
+    if value_term == "v0":
+        if v0 is None:
+            raise ValueError("value_term 'v0' needs v0, the values of expert initial latents")
+        value = (1.0 - gamma) * v0.mean()
+    elif value_term == "td":
+        behaviour = ~expert
+        if not behaviour.any():
+            raise ValueError("value_term 'td' needs behaviour samples in the batch")
+        y = gamma * (v_next if done is None else v_next * (1.0 - done))
+        value = (v - y)[behaviour].mean()
+    else:
+        raise ValueError(f"value_term must be 'v0' or 'td', got {value_term!r}")
+    chi2 = r.pow(2).mean() / (4.0 * alpha)
+    loss = softq + value + chi2
+    return loss, {"softq_loss": softq.detach(), "value_loss": value.detach(),
+                  "chi2_loss": chi2.detach()}
+
+
+def gradient_penalty(
+    q_fn: Callable[[Tensor], Tensor],
+    x_expert: Tensor,
+    x_behaviour: Tensor,
+    lam: float,
+    mix: Tensor | None = None,
+) -> Tensor:
+    """Wasserstein-1 gradient penalty lam * mean((||grad_x Q(x)|| - 1)^2) at points between
+    expert and behaviour inputs x = [z, a]: x = mix * x_expert + (1 - mix) * x_behaviour.
+
+    ``q_fn`` maps (B, D) inputs to (..., B, 1) values (heads are summed); ``mix``: (B, 1).
+    """
+    if mix is None:
+        mix = torch.rand(x_expert.shape[0], 1, device=x_expert.device, dtype=x_expert.dtype)
+    x = (mix * x_expert + (1.0 - mix) * x_behaviour).detach().requires_grad_(True)
+    q = q_fn(x)
+    (grad,) = torch.autograd.grad(q.sum(), x, create_graph=True)
+    return lam * (grad.norm(2, dim=-1) - 1.0).pow(2).mean()
+
+
+def policy_loss(log_pi: Tensor, q: Tensor, beta: float, rho: float) -> Tensor:
+    """Maximum-entropy policy objective mean_t rho^t mean_B(beta log pi - Q); (T, B, 1) inputs."""
+    per_step = (beta * log_pi - q).mean(dim=(1, 2))  # (T,)
+    return (per_step * rho_weights(per_step.shape[0], rho, q.device)).mean()
+
+
+def pearson(x: Tensor, y: Tensor) -> Tensor:
+    """Pearson correlation of two equally long 1-D tensors (0 when either is constant)."""
+    x = x.reshape(-1).double()
+    y = y.reshape(-1).double()
+    xc, yc = x - x.mean(), y - y.mean()
+    den = xc.norm() * yc.norm()
+    return (xc @ yc / den).float() if den > 0 else torch.zeros((), dtype=torch.float32)

@@ -1,0 +1,176 @@
+"""Network building blocks of the TD-MPC2-style world model (pure modules, no config objects)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def simnorm(x: Tensor, group: int) -> Tensor:
+    """Simplicial normalisation: softmax over consecutive groups of ``group`` features."""
+    shape = x.shape
+    x = x.reshape(*shape[:-1], shape[-1] // group, group)  # (..., L/g, g)
+    return F.softmax(x, dim=-1).reshape(shape)
+
+
+class SimNorm(nn.Module):
+    """:func:`simnorm` as a module (latent states live on a product of simplices)."""
+
+    def __init__(self, group: int = 8) -> None:
+        super().__init__()
+        self.group = group
+
+    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+        return simnorm(x, self.group)
+
+    def extra_repr(self) -> str:  # noqa: D102
+        return f"group={self.group}"
+
+
+class NormedLinear(nn.Sequential):
+    """Linear -> (dropout) -> LayerNorm -> activation (Mish unless given)."""
+
+    def __init__(self, d_in: int, d_out: int, dropout: float = 0.0,
+                 act: nn.Module | None = None) -> None:
+        layers: list[nn.Module] = [nn.Linear(d_in, d_out)]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        layers += [nn.LayerNorm(d_out), act if act is not None else nn.Mish()]
+        super().__init__(*layers)
+
+
+def mlp(d_in: int, hidden: list[int], d_out: int, act: nn.Module | None = None,
+        dropout: float = 0.0) -> nn.Sequential:
+    """MLP of NormedLinear layers; the output layer is plain Linear, or NormedLinear with ``act``.
+
+    ``dropout`` applies to the first hidden layer only, as in TD-MPC2's Q functions.
+    """
+    dims = [d_in, *hidden]
+    layers: list[nn.Module] = [
+        NormedLinear(dims[i], dims[i + 1], dropout=dropout if i == 0 else 0.0)
+        for i in range(len(hidden))
+    ]
+    layers.append(NormedLinear(dims[-1], d_out, act=act) if act is not None
+                  else nn.Linear(dims[-1], d_out))
+    return nn.Sequential(*layers)
+
+
+class EnsembleLinear(nn.Module):
+    """``E`` independent linear layers applied as one batched matmul: (E, B, in) -> (E, B, out)."""
+
+    def __init__(self, num: int, d_in: int, d_out: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num, d_in, d_out))
+        self.bias = nn.Parameter(torch.empty(num, 1, d_out))
+        bound = 1.0 / math.sqrt(d_in)
+        for w in self.weight:  # same init as nn.Linear, per member
+            nn.init.kaiming_uniform_(w.T, a=math.sqrt(5))
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+        # x: (E, B, in), or (B, in) shared by every member
+        if x.dim() == 2:
+            x = x.unsqueeze(0).expand(self.weight.shape[0], -1, -1)
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm over the last axis with separate affine parameters per ensemble member."""
+
+    def __init__(self, num: int, dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(num, 1, dim))
+        self.bias = nn.Parameter(torch.zeros(num, 1, dim))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+        x = F.layer_norm(x, x.shape[-1:], eps=self.eps)
+        return torch.addcmul(self.bias, x, self.weight)
+
+
+class QEnsemble(nn.Module):
+    """``num_q`` Q functions Q_i(z, a) -> scalar, evaluated together with batched matmuls.
+
+    Each member is Linear -> dropout -> LN -> Mish -> Linear -> LN -> Mish -> Linear(1),
+    the last layer zero-initialised (Q starts at 0 everywhere).
+    """
+
+    def __init__(self, num_q: int, d_in: int, hidden: int, dropout: float = 0.01) -> None:
+        super().__init__()
+        self.num_q = num_q
+        self.l1 = EnsembleLinear(num_q, d_in, hidden)
+        self.ln1 = EnsembleLayerNorm(num_q, hidden)
+        self.l2 = EnsembleLinear(num_q, hidden, hidden)
+        self.ln2 = EnsembleLayerNorm(num_q, hidden)
+        self.out = EnsembleLinear(num_q, hidden, 1)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: Tensor, heads: Tensor | None = None) -> Tensor:
+        """x: (B, in) -> (num_q, B, 1), or only the members ``heads`` -> (len(heads), B, 1)."""
+        if heads is None:
+            h = F.mish(self.ln1(self.dropout(self.l1(x))))  # (num_q, B, hidden)
+            h = F.mish(self.ln2(self.l2(h)))
+            return self.out(h)
+
+        def lin(layer: EnsembleLinear, v: Tensor) -> Tensor:
+            w, b = layer.weight[heads], layer.bias[heads]
+            if v.dim() == 2:
+                v = v.unsqueeze(0).expand(w.shape[0], -1, -1)
+            return torch.baddbmm(b, v, w)
+
+        def norm(layer: EnsembleLayerNorm, v: Tensor) -> Tensor:
+            v = F.layer_norm(v, v.shape[-1:], eps=layer.eps)
+            return torch.addcmul(layer.bias[heads], v, layer.weight[heads])
+
+        h = F.mish(norm(self.ln1, self.dropout(lin(self.l1, x))))
+        h = F.mish(norm(self.ln2, lin(self.l2, h)))
+        return lin(self.out, h)
+
+
+class ShiftAug(nn.Module):
+    """Random shift of up to ``pad`` pixels (replicate padding), as in DrQ and TD-MPC2."""
+
+    def __init__(self, pad: int = 4) -> None:
+        super().__init__()
+        self.pad = pad
+
+    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+        if not self.training or self.pad == 0:
+            return x
+        n, c, h, w = x.shape
+        p = self.pad
+        x = F.pad(x, (p, p, p, p), mode="replicate")
+        eps = 1.0 / (h + 2 * p)
+        ar = torch.linspace(-1.0 + eps, 1.0 - eps, h + 2 * p, device=x.device, dtype=x.dtype)[:h]
+        ar = ar.unsqueeze(0).repeat(h, 1).unsqueeze(2)
+        base = torch.cat([ar, ar.transpose(1, 0)], dim=2).unsqueeze(0).repeat(n, 1, 1, 1)
+        shift = torch.randint(0, 2 * p + 1, (n, 1, 1, 2), device=x.device).to(x.dtype)
+        grid = base + shift * (2.0 / (h + 2 * p))
+        return F.grid_sample(x, grid, padding_mode="zeros", align_corners=False)
+
+
+class ConvEncoder(nn.Module):
+    """Shallow conv net for frame-stacked uint8 images (B, H, W, 3F) -> (B, d_out) features."""
+
+    def __init__(self, image_shape: tuple[int, int, int], channels: int = 32,
+                 augment: bool = True) -> None:
+        super().__init__()
+        h, w, c = image_shape
+        self.aug = ShiftAug(4) if augment else nn.Identity()
+        self.net = nn.Sequential(
+            nn.Conv2d(c, channels, 7, stride=2), nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 5, stride=2), nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, stride=2), nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, stride=1), nn.Flatten(),
+        )
+        with torch.no_grad():
+            self.d_out = int(self.net(torch.zeros(1, c, h, w)).shape[-1])
+
+    def forward(self, img: Tensor) -> Tensor:  # noqa: D102
+        x = img.permute(0, 3, 1, 2).float() * (1.0 / 255.0) - 0.5  # (B, 3F, H, W) in [-0.5, 0.5]
+        return self.net(self.aug(x))

@@ -1,0 +1,186 @@
+"""MPPI in latent space with rewards decoded from Q (no reward model).
+
+Every random draw of a planning step lives in one :class:`PlanNoise`, so the same noise gives
+the same action in the torch planner here and in the numpy/onnxruntime planner of
+``wmil_core.runtime`` (tested to 1e-4).
+
+Trajectory return, for actions a_0..a_{H-1} from latent z_0 (z_{t+1} = d(z_t, a_t)):
+    r_t = Q(z_t, a_t) - gamma V(z_{t+1})                       (inverse Bellman operator)
+    G   = sum_t gamma^t (r_t - beta log pi(.|z_t)) + gamma^H V_avg(z_H)
+with V(z) = Q(z, a~pi(z)) - beta log pi(a|z), Q the min (V_avg: the mean) of two random heads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+
+@dataclasses.dataclass
+class PlannerConfig:
+    """MPPI settings (paper defaults)."""
+
+    horizon: int = 3  # H, planning horizon (agent steps)
+    num_samples: int = 512  # N, action sequences per iteration (policy ones included)
+    num_pi_trajs: int = 24  # N_pi, sequences proposed by the policy prior
+    num_elites: int = 64  # k, top sequences refitting mean and std
+    iterations: int = 6  # MPPI iterations (+2 at 20 or more action dimensions, see below)
+    temperature: float = 0.5  # weight of the elites' value in exp(temperature * (G - max G))
+    min_std: float = 0.05  # std clamp, in action units
+    max_std: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.horizon < 1:
+            raise ValueError(f"horizon: must be >= 1, got {self.horizon}")
+        if not 0 <= self.num_pi_trajs < self.num_samples:
+            raise ValueError("num_pi_trajs: must be in [0, num_samples)")
+        if not 1 <= self.num_elites <= self.num_samples:
+            raise ValueError("num_elites: must be in [1, num_samples]")
+        if self.iterations < 1:
+            raise ValueError(f"iterations: must be >= 1, got {self.iterations}")
+        if self.temperature <= 0:
+            raise ValueError("temperature: must be > 0")
+        if not 0 < self.min_std <= self.max_std:
+            raise ValueError("min_std: must be in (0, max_std]")
+
+    def iterations_for(self, action_dim: int) -> int:
+        """TD-MPC2's heuristic: two more iterations for 20 or more action dimensions."""
+        return self.iterations + 2 * int(action_dim >= 20)
+
+
+class PlanningModel(Protocol):
+    """What MPPI needs of a world model."""
+
+    def next(self, z: Tensor, a: Tensor) -> Tensor:
+        """d(z, a) -> z'."""
+
+    def pi_sample(self, z: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
+        """(action, log pi) of the policy prior with Gaussian noise ``eps``."""
+
+    def Q_heads(self, z: Tensor, a: Tensor, heads: Tensor) -> Tensor:  # noqa: N802
+        """Q of the given heads: (len(heads), B, 1)."""
+
+
+@dataclasses.dataclass
+class PlanNoise:
+    """All random draws of one planning step."""
+
+    pi_traj: Tensor  # (H, N_pi, A) noise of the policy-prior proposals
+    actions: Tensor  # (I, H, N - N_pi, A) standard-normal action noise
+    value: Tensor  # (I, H + 1, N, A) noise of the policy samples inside V
+    heads: Tensor  # (I, H + 1, 2) int64: the two Q heads used at each rollout step
+    select: Tensor  # () uniform in [0, 1): which elite to execute (by score)
+    explore: Tensor  # (A,) standard-normal exploration noise (training only)
+
+
+def sample_noise(cfg: PlannerConfig, action_dim: int, num_q: int,
+                 generator: torch.Generator | None = None,
+                 device: torch.device | str = "cpu") -> PlanNoise:
+    """Draw the noise of one planning step."""
+    it = cfg.iterations_for(action_dim)
+    h, n, npi, a = cfg.horizon, cfg.num_samples, cfg.num_pi_trajs, action_dim
+
+    def randn(*shape: int) -> Tensor:
+        return torch.randn(*shape, generator=generator).to(device)
+
+    heads = torch.stack([
+        torch.randperm(num_q, generator=generator)[:2] for _ in range(it * (h + 1))
+    ]).reshape(it, h + 1, 2).to(device)
+    return PlanNoise(
+        pi_traj=randn(h, npi, a),
+        actions=randn(it, h, n - npi, a),
+        value=randn(it, h + 1, n, a),
+        heads=heads,
+        select=torch.rand((), generator=generator).to(device),
+        explore=randn(a),
+    )
+
+
+def trajectory_value(model: PlanningModel, z0: Tensor, actions: Tensor, gamma: float,
+                     beta: float, value_eps: Tensor, heads: Tensor) -> Tensor:
+    """Return G of each action sequence (see module docstring).
+
+    z0: (N, L); actions: (H, N, A); value_eps: (H + 1, N, A); heads: (H + 1, 2) -> (N, 1).
+    """
+    horizon, n = actions.shape[0], actions.shape[1]
+    z = z0
+    _, log_pi = model.pi_sample(z, value_eps[0])  # entropy term at z_0
+    q_za = model.Q_heads(z, actions[0], heads[0]).amin(0)  # Q(z_0, a_0): (N, 1)
+    g = torch.zeros(n, 1, dtype=z0.dtype, device=z0.device)
+    discount = 1.0
+    for t in range(horizon):
+        z = model.next(z, actions[t])  # z_{t+1}
+        a_pi, log_pi_next = model.pi_sample(z, value_eps[t + 1])
+        if t + 1 < horizon:  # Q(z_{t+1}, a_{t+1}) and Q(z_{t+1}, pi) in one call
+            qs = model.Q_heads(torch.cat([z, z]), torch.cat([actions[t + 1], a_pi]),
+                               heads[t + 1])  # (2, 2N, 1)
+            q_next_a, q_next_pi = qs.amin(0).split(n)
+        else:
+            qs = model.Q_heads(z, a_pi, heads[t + 1])  # (2, N, 1)
+            q_next_pi = qs.amin(0)
+            q_next_a = None
+        v_next = q_next_pi - beta * log_pi_next
+        r = q_za - gamma * v_next
+        g = g + discount * (r - beta * log_pi)
+        discount *= gamma
+        log_pi = log_pi_next
+        if q_next_a is not None:
+            q_za = q_next_a
+    v_terminal = qs.mean(0) - beta * log_pi  # average of the two heads at z_H
+    return g + discount * v_terminal
+
+
+@dataclasses.dataclass
+class PlanResult:
+    """The action to execute and the refitted sampling distribution (for warm starts)."""
+
+    action: Tensor  # (A,)
+    mean: Tensor  # (H, A)
+    std: Tensor  # (H, A)
+    value: Tensor  # () return of the executed elite
+
+
+@torch.no_grad()
+def plan(model: PlanningModel, z: Tensor, cfg: PlannerConfig, gamma: float, beta: float,
+         noise: PlanNoise, prev_mean: Tensor | None = None, explore: bool = False) -> PlanResult:
+    """One MPPI planning step from latent ``z`` (shape (L,) or (1, L)).
+
+    ``prev_mean``: the previous step's mean (H, A), shifted by one as the warm start.
+    ``explore``: add std-scaled noise to the executed action (training), else not (evaluation).
+    """
+    z = z.reshape(1, -1)
+    h, n, npi = cfg.horizon, cfg.num_samples, cfg.num_pi_trajs
+    a_dim = noise.explore.shape[-1]
+    actions = torch.empty(h, n, a_dim, dtype=z.dtype, device=z.device)
+    if npi > 0:  # policy-prior proposals
+        zp = z.expand(npi, -1)
+        for t in range(h):
+            actions[t, :npi], _ = model.pi_sample(zp, noise.pi_traj[t])
+            if t + 1 < h:
+                zp = model.next(zp, actions[t, :npi])
+    mean = torch.zeros(h, a_dim, dtype=z.dtype, device=z.device)
+    std = torch.full((h, a_dim), cfg.max_std, dtype=z.dtype, device=z.device)
+    if prev_mean is not None:
+        mean[:-1] = prev_mean[1:]
+    zs = z.expand(n, -1)
+    for i in range(noise.actions.shape[0]):
+        actions[:, npi:] = (mean.unsqueeze(1) + std.unsqueeze(1) * noise.actions[i]).clamp(-1, 1)
+        value = trajectory_value(model, zs, actions, gamma, beta, noise.value[i], noise.heads[i])
+        value = value.nan_to_num(0.0).squeeze(1)  # (N,)
+        elite_value, elite_idx = torch.topk(value, cfg.num_elites)
+        elite_actions = actions[:, elite_idx]  # (H, k, A)
+        score = torch.exp(cfg.temperature * (elite_value - elite_value.max()))
+        score = score / score.sum()
+        mean = (score[None, :, None] * elite_actions).sum(1)
+        var = (score[None, :, None] * (elite_actions - mean.unsqueeze(1)).pow(2)).sum(1)
+        std = var.sqrt().clamp(cfg.min_std, cfg.max_std)
+    # execute one elite sampled by score
+    cdf = torch.cumsum(score, 0)
+    k = int(torch.searchsorted(cdf, noise.select * cdf[-1]).clamp(max=cfg.num_elites - 1))
+    action = elite_actions[0, k]
+    if explore:
+        action = action + std[0] * noise.explore
+    return PlanResult(action.clamp(-1, 1), mean, std, elite_value[k])

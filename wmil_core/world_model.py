@@ -1,0 +1,175 @@
+"""Decoder-free latent world model (TD-MPC2 style) without a reward head.
+
+Components, named as in the paper: encoder ``h`` (:meth:`WorldModel.encode`), latent dynamics
+``d`` (:meth:`WorldModel.next`), Q ensemble (:meth:`WorldModel.Q`, target heads by Polyak
+averaging) and policy prior ``pi`` (:meth:`WorldModel.pi`, tanh-squashed Gaussian).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from wmil_core.nn.layers import ConvEncoder, QEnsemble, SimNorm, mlp
+
+_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Sizes of the world model (TD-MPC2's 5M model by default)."""
+
+    latent_dim: int = 512  # |z|
+    enc_dim: int = 256  # hidden width of the state encoder
+    num_enc_layers: int = 2  # layers of the state encoder
+    mlp_dim: int = 512  # hidden width of d, Q and pi
+    num_q: int = 5  # Q heads in the ensemble
+    simnorm_dim: int = 8  # SimNorm group size
+    num_channels: int = 32  # conv encoder channels
+    dropout: float = 0.01  # Q first-layer dropout
+    log_std_min: float = -10.0  # pi's log standard deviation range
+    log_std_max: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.latent_dim % self.simnorm_dim:
+            raise ValueError(f"latent_dim: must be a multiple of simnorm_dim ({self.simnorm_dim})")
+        if self.num_q < 2:
+            raise ValueError(f"num_q: the min/avg over 2 random heads needs >= 2, got {self.num_q}")
+        for name in ("latent_dim", "enc_dim", "mlp_dim", "num_enc_layers", "num_channels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout: must be in [0, 1), got {self.dropout}")
+        if self.log_std_min >= self.log_std_max:
+            raise ValueError("log_std_min: must be below log_std_max")
+
+
+class Encoder(nn.Module):
+    """h: observation dict -> latent z (SimNorm). MLP for joints+features, conv for image."""
+
+    def __init__(self, obs_shapes: Mapping[str, tuple[int, ...]], cfg: ModelConfig) -> None:
+        super().__init__()
+        self.vector_keys = [k for k in ("joints", "features") if k in obs_shapes]
+        self.has_image = "image" in obs_shapes
+        act = SimNorm(cfg.simnorm_dim)
+        d_vec = sum(int(obs_shapes[k][0]) for k in self.vector_keys)
+        hidden = max(cfg.num_enc_layers - 1, 1) * [cfg.enc_dim]
+        if not self.has_image:
+            self.vec = mlp(d_vec, hidden, cfg.latent_dim, act=act)
+            return
+        self.conv = ConvEncoder(tuple(obs_shapes["image"]), cfg.num_channels)  # type: ignore[arg-type]
+        d = self.conv.d_out
+        if self.vector_keys:  # pixels+joints: fuse conv features with an MLP embedding
+            self.vec = mlp(d_vec, hidden[:-1], cfg.enc_dim, act=nn.Mish())
+            d += cfg.enc_dim
+        self.head = nn.Sequential(nn.Linear(d, cfg.latent_dim), nn.LayerNorm(cfg.latent_dim), act)
+
+    def forward(self, obs: Mapping[str, Tensor]) -> Tensor:  # noqa: D102
+        ref = obs["image"] if self.has_image else obs[self.vector_keys[0]]
+        lead = ref.shape[: ref.dim() - (3 if self.has_image else 1)]  # leading (T, B) axes
+        parts = []
+        if self.vector_keys:
+            v = torch.cat([obs[k].reshape(-1, obs[k].shape[-1]) for k in self.vector_keys], -1)
+            parts.append(self.vec(v))
+        if not self.has_image:
+            return parts[0].reshape(*lead, -1)
+        img = obs["image"]
+        parts.insert(0, self.conv(img.reshape(-1, *img.shape[-3:])))
+        return self.head(torch.cat(parts, -1)).reshape(*lead, -1)
+
+
+class WorldModel(nn.Module):
+    """Encoder, latent dynamics, Q ensemble (+ target) and policy prior."""
+
+    def __init__(self, obs_shapes: Mapping[str, tuple[int, ...]], action_dim: int,
+                 cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.action_dim = action_dim
+        self._encoder = Encoder(obs_shapes, cfg)
+        za = cfg.latent_dim + action_dim
+        self._dynamics = mlp(za, 2 * [cfg.mlp_dim], cfg.latent_dim, act=SimNorm(cfg.simnorm_dim))
+        self._pi = mlp(cfg.latent_dim, 2 * [cfg.mlp_dim], 2 * action_dim)
+        self._Qs = QEnsemble(cfg.num_q, za, cfg.mlp_dim, cfg.dropout)
+        self._target_Qs = copy.deepcopy(self._Qs).requires_grad_(False)
+        self.register_buffer("log_std_min", torch.tensor(cfg.log_std_min))
+        self.register_buffer("log_std_dif", torch.tensor(cfg.log_std_max - cfg.log_std_min))
+
+    def train(self, mode: bool = True) -> WorldModel:
+        """Set training mode; the target Q heads always stay in eval mode."""
+        super().train(mode)
+        self._target_Qs.train(False)
+        return self
+
+    def track_q_grad(self, mode: bool = True) -> None:
+        """Enable/disable gradients of the online Q heads (off during the policy update)."""
+        for p in self._Qs.parameters():
+            p.requires_grad_(mode)
+
+    @torch.no_grad()
+    def soft_update_target_Q(self, tau: float) -> None:
+        """Polyak averaging of the target heads: theta' <- (1 - tau) theta' + tau theta."""
+        src = list(self._Qs.parameters())
+        dst = list(self._target_Qs.parameters())
+        torch._foreach_lerp_(dst, src, tau)
+
+    def encode(self, obs: Mapping[str, Tensor]) -> Tensor:
+        """h(o) -> z, for observations with any leading axes."""
+        return self._encoder(obs)
+
+    def next(self, z: Tensor, a: Tensor) -> Tensor:
+        """d(z, a) -> z'."""
+        return self._dynamics(torch.cat([z, a], -1))
+
+    def pi(self, z: Tensor, deterministic: bool = False,
+           eps: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Sample from the policy prior: (mean action, action, log pi(action|z), log std).
+
+        Actions are tanh-squashed Gaussian samples in (-1, 1); ``log pi`` includes the
+        change-of-variables correction. ``eps`` fixes the Gaussian noise (golden tests).
+        """
+        mu, log_std = self._pi(z).chunk(2, -1)
+        log_std = self.log_std_min + 0.5 * self.log_std_dif * (torch.tanh(log_std) + 1)
+        if deterministic:
+            eps = torch.zeros_like(mu)
+        elif eps is None:
+            eps = torch.randn_like(mu)
+        u = mu + eps * log_std.exp()
+        log_pi = (-0.5 * eps.pow(2) - log_std - _LOG_SQRT_2PI).sum(-1, keepdim=True)
+        a = torch.tanh(u)
+        log_pi = log_pi - torch.log(torch.relu(1 - a.pow(2)) + 1e-6).sum(-1, keepdim=True)
+        return torch.tanh(mu), a, log_pi, log_std
+
+    def pi_sample(self, z: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
+        """(action, log pi) of the policy prior for given Gaussian noise (planning)."""
+        _, a, log_pi, _ = self.pi(z, eps=eps)
+        return a, log_pi
+
+    def Q_heads(self, z: Tensor, a: Tensor, heads: Tensor,  # noqa: N802
+                target: bool = False) -> Tensor:
+        """Q of the chosen heads only: (len(heads), B, 1)."""
+        return (self._target_Qs if target else self._Qs)(torch.cat([z, a], -1), heads)
+
+    def Q(self, z: Tensor, a: Tensor, kind: Literal["all", "min", "avg"] = "min",  # noqa: N802
+          target: bool = False) -> Tensor:
+        """Q(z, a): every head (num_q, ..., 1), or min/avg of two random heads (..., 1)."""
+        x = torch.cat([z, a], -1)
+        lead = x.shape[:-1]
+        out = (self._target_Qs if target else self._Qs)(x.reshape(-1, x.shape[-1]))
+        out = out.reshape(self.cfg.num_q, *lead, 1)
+        if kind == "all":
+            return out
+        idx = torch.randperm(self.cfg.num_q, device=out.device)[:2]
+        q1, q2 = out[idx[0]], out[idx[1]]
+        return torch.min(q1, q2) if kind == "min" else 0.5 * (q1 + q2)
+
+    def V(self, z: Tensor, target: bool = False, beta: float = 0.0) -> Tensor:  # noqa: N802
+        """Soft value V(z) = Q(z, pi(z)) - beta log pi(pi(z)|z), min of two random heads."""
+        _, a, log_pi, _ = self.pi(z)
+        return self.Q(z, a, "min", target=target) - beta * log_pi
