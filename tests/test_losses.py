@@ -100,3 +100,19 @@ def test_pearson():
     assert pearson(x, 2 * x + 1).item() == pytest.approx(1.0)
     assert pearson(x, -x).item() == pytest.approx(-1.0)
     assert pearson(x, torch.ones(3)).item() == 0.0
+
+
+def test_iq_loss_batches_heads_and_steps_like_a_loop():
+    torch.manual_seed(0)
+    q = torch.randn(3, 2, 6, 1)  # (num_q, H, B, 1)
+    v = torch.randn(2, 6, 1)
+    v_next = torch.randn(2, 6, 1)
+    is_expert = torch.tensor([1, 1, 1, 0, 0, 0], dtype=torch.bool)
+    for term in ("v0", "td"):
+        v0 = torch.randn(3, 1)
+        batched, _ = iq_loss(q, v, v_next, is_expert, 0.9, 0.5, term, v0)
+        assert batched.shape == (3, 2)
+        for i in range(3):
+            for t in range(2):
+                one, _ = iq_loss(q[i, t], v[t], v_next[t], is_expert, 0.9, 0.5, term, v0)
+                assert torch.allclose(batched[i, t], one)

@@ -157,6 +157,68 @@ def cmd_demos_import_bag(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- wmil train / eval --------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train IQ-MPC (offline on demos, then online), or resume a killed run."""
+    from wmil_core.train import TrainConfig, Trainer, load_run_config
+
+    if args.resume:
+        cfg = load_run_config(args.resume)
+        if args.steps is not None:  # allow extending a finished run
+            cfg = dataclasses.replace(cfg, steps=args.steps)
+        trainer = Trainer(cfg, args.resume)
+        result = trainer.train(resume=True)
+    else:
+        if not args.out:
+            raise ValueError("--out: a run directory is required (or --resume RUN)")
+        cfg = _config_from_args(TrainConfig, args)
+        trainer = Trainer(cfg, args.out)
+        result = trainer.train()
+    _print_eval(result)
+    print(f"run directory: {trainer.run}")
+    return 0
+
+
+def _print_eval(r: dict[str, Any]) -> None:
+    succ = "n/a" if r.get("success_rate") is None else f"{r['success_rate']:.2f}"
+    print(f"step {r.get('step', '?')}: return {r['return_mean']:.1f} +- {r['return_std']:.1f}  "
+          f"success {succ}  normalized score {r['normalized_score']:.3f}  "
+          f"decoded-reward correlation {r['reward_correlation']:.3f}")
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate a run's latest checkpoint; print and save JSON."""
+    from wmil_core.train import Trainer, load_run_config
+
+    run = Path(args.run)
+    if run.is_file():  # a checkpoint inside <run>/checkpoints/
+        run = run.parent.parent
+    trainer = Trainer(load_run_config(run), run, progress=False)
+    trainer.load_checkpoint()
+    result = {"step": trainer.step, **trainer.evaluate(args.episodes)}
+    _print_eval(result)
+    out = Path(args.out) if args.out else run / f"eval-{trainer.step}.json"
+    atomic_write(out, json.dumps(result, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_bench_speed(args: argparse.Namespace) -> int:
+    """Updates/s and planning latency of a preset."""
+    from wmil_core.bench import speed
+
+    out = args.out or f"bench/speed-{args.preset}.json"
+    r = speed(args.preset, args.task, args.obs, args.updates, args.plans, args.threads,
+              out=out)
+    print(f"preset {r['preset']} on {r['task']} ({r['obs']}), {r['threads']} threads, "
+          f"batch {r['batch_per_buffer']}+{r['batch_per_buffer']}, planner {r['planner']}")
+    print(f"  update: p50 {r['update']['p50_ms']:.1f} ms  p99 {r['update']['p99_ms']:.1f} ms  "
+          f"({r['updates_per_s']:.2f} updates/s)")
+    print(f"  plan:   p50 {r['plan']['p50_ms']:.1f} ms  p99 {r['plan']['p99_ms']:.1f} ms")
+    print(f"wrote {out}")
+    return 0
+
+
 # -- wmil demo (the main job) ----------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on the default task: collect expert demos and show their score."""
@@ -224,6 +286,43 @@ def build_parser() -> argparse.ArgumentParser:
                     help="start a new episode where commands pause longer than this (s)")
     db.set_defaults(func=cmd_demos_import_bag)
 
+    tr = sub.add_parser("train", help="train IQ-MPC from demos (offline, then online)")
+    tr.add_argument("--config", default=None, help="YAML with TrainConfig fields")
+    tr.add_argument("--task", default=None)
+    tr.add_argument("--demos", default=None, help="demo file (.h5)")
+    tr.add_argument("--preset", default=None, help="paper | cpu | tdmpc2-1m")
+    tr.add_argument("--offline-steps", dest="offline_steps", type=int, default=None)
+    tr.add_argument("--steps", type=int, default=None, help="online environment steps")
+    tr.add_argument("--seed-steps", dest="seed_steps", type=int, default=None)
+    tr.add_argument("--eval-every", dest="eval_every", type=int, default=None)
+    tr.add_argument("--eval-episodes", dest="eval_episodes", type=int, default=None)
+    tr.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=None)
+    tr.add_argument("--demo-episodes", dest="demo_episodes", type=int, default=None)
+    tr.add_argument("--seed", type=int, default=None)
+    tr.add_argument("--device", default=None, help="auto | cpu | cuda")
+    tr.add_argument("--threads", type=int, default=None)
+    tr.add_argument("--out", default=None, help="run directory")
+    tr.add_argument("--resume", default=None, metavar="RUN", help="continue a killed run")
+    tr.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="evaluate a run or checkpoint")
+    ev.add_argument("run", help="run directory or checkpoint file")
+    ev.add_argument("--episodes", type=int, default=10)
+    ev.add_argument("--out", default=None, help="JSON output (default: RUN/eval-<step>.json)")
+    ev.set_defaults(func=cmd_eval)
+
+    b = sub.add_parser("bench", help="benchmarks (print and save JSON)")
+    bsub = b.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
+    bs = bsub.add_parser("speed", help="IQ-MPC updates/s and planning latency of a preset")
+    bs.add_argument("--preset", default="cpu")
+    bs.add_argument("--task", default="dmc/reacher-easy")
+    bs.add_argument("--obs", default="state", choices=["state", "pixels", "pixels+joints"])
+    bs.add_argument("--updates", type=int, default=20)
+    bs.add_argument("--plans", type=int, default=50)
+    bs.add_argument("--threads", type=int, default=0)
+    bs.add_argument("--out", default=None)
+    bs.set_defaults(func=cmd_bench_speed)
+
     m = sub.add_parser("demo", help="the main job on the default task")
     m.add_argument("--task", default="dmc/reacher-easy")
     m.add_argument("--episodes", type=int, default=10)
@@ -242,6 +341,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # user mistakes: one line naming the problem
         print(f"wmil: error: {exc}", file=sys.stderr)
         return 2
+    except FloatingPointError as exc:  # training diverged; the last checkpoint is intact
+        print(f"wmil: error: training stopped: {exc} (the last checkpoint is kept)",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("wmil: interrupted: no partial file was written", file=sys.stderr)
         return 130

@@ -47,35 +47,41 @@ def iq_loss(
     v0: Tensor | None = None,
     done: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Inverse soft-Q loss with the chi-squared regulariser (IQ-Learn), for one Q head.
+    """Inverse soft-Q loss with the chi-squared regulariser (IQ-Learn).
 
     loss = -mean_expert(Q - gamma V') + value term + 1/(4 alpha) mean_all((Q - gamma V')^2)
 
-    The value term is ``(1 - gamma) mean(V(z0))`` over expert initial latents ``v0``
-    (``value_term="v0"``), or ``mean_behaviour(V(z) - gamma V(z'))`` (``"td"``).
-    q, v, v_next: (B, 1); is_expert: (B,) bool; v0: (B0, 1). V' comes from the target heads.
+    The value term is ``(1 - gamma) mean(V(z0))`` over expert latents ``v0`` at the start of
+    the sampled expert sub-trajectories (``value_term="v0"``, the paper code's default), or
+    ``mean_behaviour(V(z) - gamma V(z'))`` (``"td"``). V' comes from the target heads.
+
+    q, v_next: (..., B, 1), e.g. (num_q, H, B, 1) for every head and step at once; v: same
+    batch shape (broadcast); is_expert: (B,) bool. Returns the loss reduced over the batch
+    axis, shape (...), and its three parts.
     """
-    r = decoded_reward(q, v_next, gamma, done)  # (B, 1)
-    expert = is_expert.bool()
-    if not expert.any():
+    r = decoded_reward(q, v_next, gamma, done)  # (..., B, 1)
+    w_exp = is_expert.to(r.dtype).unsqueeze(-1)  # (B, 1)
+    n_exp = w_exp.sum()
+    if n_exp == 0:
         raise ValueError("iq_loss needs expert samples in the batch")
-    softq = -r[expert].mean()
+    softq = -(r * w_exp).sum(dim=(-2, -1)) / n_exp
     if value_term == "v0":
         if v0 is None:
             raise ValueError("value_term 'v0' needs v0, the values of expert initial latents")
-        value = (1.0 - gamma) * v0.mean()
+        value = ((1.0 - gamma) * v0.mean()).expand_as(softq)
     elif value_term == "td":
-        behaviour = ~expert
-        if not behaviour.any():
+        w_beh = 1.0 - w_exp
+        if w_beh.sum() == 0:
             raise ValueError("value_term 'td' needs behaviour samples in the batch")
         y = gamma * (v_next if done is None else v_next * (1.0 - done))
-        value = (v - y)[behaviour].mean()
+        value = ((v - y) * w_beh).sum(dim=(-2, -1)) / w_beh.sum()
+        value = value.expand_as(softq)
     else:
         raise ValueError(f"value_term must be 'v0' or 'td', got {value_term!r}")
-    chi2 = r.pow(2).mean() / (4.0 * alpha)
+    chi2 = r.pow(2).mean(dim=(-2, -1)) / (4.0 * alpha)
     loss = softq + value + chi2
-    return loss, {"softq_loss": softq.detach(), "value_loss": value.detach(),
-                  "chi2_loss": chi2.detach()}
+    return loss, {"softq_loss": softq.detach().mean(), "value_loss": value.detach().mean(),
+                  "chi2_loss": chi2.detach().mean()}
 
 
 def gradient_penalty(

@@ -66,8 +66,8 @@ class EnsembleLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(num, d_in, d_out))
         self.bias = nn.Parameter(torch.empty(num, 1, d_out))
         bound = 1.0 / math.sqrt(d_in)
-        for w in self.weight:  # same init as nn.Linear, per member
-            nn.init.kaiming_uniform_(w.T, a=math.sqrt(5))
+        # same distribution as nn.Linear's default init, per member
+        nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: Tensor) -> Tensor:  # noqa: D102

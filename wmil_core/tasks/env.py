@@ -67,6 +67,7 @@ class WmilEnv(gym.Env):
         obs_mode: ``state`` (joints + features), ``pixels`` (image) or ``pixels+joints``.
         seed: seed of the first episode (later resets continue the stream unless reseeded).
         image_size, frames, camera: override the task's rendering settings.
+        episode_length: end episodes after this many agent steps (at most the task's own).
     """
 
     metadata = {"render_modes": ["rgb_array"]}
@@ -79,6 +80,7 @@ class WmilEnv(gym.Env):
         image_size: int | None = None,
         frames: int | None = None,
         camera: int | str | None = None,
+        episode_length: int | None = None,
     ) -> None:
         spec = get_task(task) if isinstance(task, str) else task
         if obs_mode not in spec.modes:
@@ -99,6 +101,10 @@ class WmilEnv(gym.Env):
         self._qpos_idx = np.array([m.jnt_qposadr[j] for j in self.joint_ids], dtype=np.int64)
         self._qvel_idx = np.array([m.jnt_dofadr[j] for j in self.joint_ids], dtype=np.int64)
         self.episode_length = self.backend.time_limit_steps // spec.action_repeat
+        if episode_length is not None:
+            if episode_length < 1:
+                raise ValueError(f"episode_length: must be >= 1, got {episode_length}")
+            self.episode_length = min(self.episode_length, int(episode_length))
         self.action_low = self.backend.action_low
         self.action_high = self.backend.action_high
         act_dim = self.action_low.shape[0]

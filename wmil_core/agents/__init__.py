@@ -1,0 +1,1 @@
+"""Agents: IQ-MPC and (later) baselines."""

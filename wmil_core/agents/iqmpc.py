@@ -1,0 +1,242 @@
+"""IQ-MPC (Li, Huang, Su, ICML 2025): a reward-free latent world model trained with the
+inverse soft-Q objective, acting by MPPI on rewards decoded from Q.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from wmil_core.buffer import Batch
+from wmil_core.losses import (
+    consistency_loss,
+    gradient_penalty,
+    iq_loss,
+    policy_loss,
+    rho_weights,
+)
+from wmil_core.planning import PlannerConfig, plan, sample_noise
+from wmil_core.world_model import ModelConfig, WorldModel
+
+
+def discount_for(episode_length: int, denom: float = 5.0, lo: float = 0.95,
+                 hi: float = 0.995) -> float:
+    """TD-MPC2's discount heuristic: gamma = clip((L/5 - 1) / (L/5), 0.95, 0.995)."""
+    frac = episode_length / denom
+    return float(min(max((frac - 1) / frac, lo), hi))
+
+
+@dataclasses.dataclass
+class IQMPCConfig:
+    """Hyperparameters of IQ-MPC (defaults: the paper's code)."""
+
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    planner: PlannerConfig = dataclasses.field(default_factory=PlannerConfig)
+    batch_size: int = 256  # sub-trajectories from EACH buffer (expert and behaviour)
+    lr: float = 3e-4  # Adam learning rate
+    enc_lr_scale: float = 0.3  # encoder learning rate = lr * enc_lr_scale
+    grad_clip_norm: float = 20.0
+    tau: float = 0.01  # Polyak rate of the target Q heads
+    rho: float = 0.5  # temporal weight of multi-step losses
+    consistency_coef: float = 20.0
+    value_coef: float = 0.1  # weight of the inverse soft-Q loss
+    alpha: float = 0.5  # chi-squared regulariser: 1/(4 alpha) (Q - gamma V')^2
+    beta: float = 1e-4  # entropy coefficient of the soft value and the policy prior
+    gamma: float | None = None  # discount; None: from the episode length (TD-MPC2 heuristic)
+    value_term: Literal["v0", "td"] = "v0"
+    grad_pen: float = 0.0  # lambda of the W1 gradient penalty (0: off, as the paper's code)
+    mpc: bool = True  # plan with MPPI (False: act with the policy prior)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size: must be >= 1, got {self.batch_size}")
+        for name in ("lr", "grad_clip_norm", "alpha"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}: must be > 0")
+        if not 0 < self.tau <= 1:
+            raise ValueError(f"tau: must be in (0, 1], got {self.tau}")
+        if not 0 < self.rho <= 1:
+            raise ValueError(f"rho: must be in (0, 1], got {self.rho}")
+        if self.beta < 0 or self.grad_pen < 0:
+            raise ValueError("beta and grad_pen: must be >= 0")
+        if self.gamma is not None and not 0 < self.gamma < 1:
+            raise ValueError(f"gamma: must be in (0, 1), got {self.gamma}")
+        if self.value_term not in ("v0", "td"):
+            raise ValueError(f"value_term: must be v0 or td, got {self.value_term!r}")
+
+
+class IQMPC:
+    """The agent: world model, optimisers, update and planning.
+
+    Args:
+        obs_shapes: observation key -> shape (as in the task's observation spec).
+        action_dim: A.
+        episode_length: agent steps per episode (sets gamma when ``cfg.gamma`` is None).
+        cfg: hyperparameters.
+        device: torch device (CUDA when present is the caller's choice).
+        seed: seeds the planner's noise generator.
+    """
+
+    def __init__(self, obs_shapes: Mapping[str, tuple[int, ...]], action_dim: int,
+                 episode_length: int, cfg: IQMPCConfig, device: str | torch.device = "cpu",
+                 seed: int = 0) -> None:
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.action_dim = action_dim
+        self.obs_shapes = {k: tuple(v) for k, v in obs_shapes.items()}
+        self.gamma = cfg.gamma if cfg.gamma is not None else discount_for(episode_length)
+        self.model = WorldModel(self.obs_shapes, action_dim, cfg.model).to(self.device)
+        self.optim = torch.optim.Adam([
+            {"params": self.model._encoder.parameters(), "lr": cfg.lr * cfg.enc_lr_scale},
+            {"params": self.model._dynamics.parameters()},
+            {"params": self.model._Qs.parameters()},
+        ], lr=cfg.lr)
+        self.pi_optim = torch.optim.Adam(self.model._pi.parameters(), lr=cfg.lr, eps=1e-5)
+        self.model.eval()
+        self.generator = torch.Generator().manual_seed(seed)
+        self._prev_mean: Tensor | None = None
+        self.updates = 0
+
+    # -- acting --------------------------------------------------------------------------------
+    def obs_to_tensors(self, obs: Mapping[str, np.ndarray]) -> dict[str, Tensor]:
+        """One observation dict (numpy) -> batched tensors on the device."""
+        return {k: torch.as_tensor(np.asarray(obs[k])).unsqueeze(0).to(self.device)
+                for k in self.obs_shapes}
+
+    @torch.no_grad()
+    def act(self, obs: Mapping[str, np.ndarray], t0: bool, eval_mode: bool = False) -> np.ndarray:
+        """Action in [-1, 1]^A for one observation; ``t0`` marks an episode's first step."""
+        z = self.model.encode(self.obs_to_tensors(obs))
+        if not self.cfg.mpc:
+            mu, a, _, _ = self.model.pi(z)
+            return (mu if eval_mode else a)[0].cpu().numpy()
+        noise = sample_noise(self.cfg.planner, self.action_dim, self.cfg.model.num_q,
+                             self.generator, self.device)
+        res = plan(self.model, z[0], self.cfg.planner, self.gamma, self.cfg.beta, noise,
+                   prev_mean=None if t0 else self._prev_mean, explore=not eval_mode)
+        self._prev_mean = res.mean
+        return res.action.cpu().numpy()
+
+    # -- learning -------------------------------------------------------------------------------
+    def update(self, expert: Batch, behaviour: Batch | None) -> dict[str, float]:
+        """One gradient step of world model + Q (inverse soft-Q) and of the policy prior.
+
+        ``behaviour`` None trains on expert data alone (offline pre-training; the value
+        term is then the v0 form, which needs no behaviour data).
+        """
+        cfg, m = self.cfg, self.model
+        if behaviour is None:
+            obs, action, done = expert.obs, expert.action, expert.done
+            n_exp = action.shape[1]
+            value_term = "v0"
+        else:  # expert first, then behaviour, along the batch axis
+            obs = {k: torch.cat([expert.obs[k], behaviour.obs[k]], 1) for k in expert.obs}
+            action = torch.cat([expert.action, behaviour.action], 1)
+            done = torch.cat([expert.done, behaviour.done], 1)
+            n_exp = expert.action.shape[1]
+            value_term = cfg.value_term
+        h, b = action.shape[0], action.shape[1]
+        is_expert = torch.arange(b, device=self.device) < n_exp
+
+        m.train()
+        with torch.no_grad():
+            next_z = m.encode({k: v[1:] for k, v in obs.items()})  # (H, B, L) targets
+            next_v = m.V(next_z, target=True, beta=cfg.beta)  # (H, B, 1)
+        z = m.encode({k: v[0] for k, v in obs.items()})
+        zs = [z]
+        for t in range(h):
+            z = m.next(z, action[t])
+            zs.append(z)
+        zs_t = torch.stack(zs)  # (H+1, B, L)
+        cons = consistency_loss(zs_t[1:], next_z, cfg.rho)
+        qs = m.Q(zs_t[:-1], action, "all")  # (num_q, H, B, 1)
+        v = m.V(zs_t[:-1], beta=cfg.beta)  # (H, B, 1)
+        v0 = v[0, :n_exp] if value_term == "v0" else None
+        iq, parts = iq_loss(qs, v, next_v, is_expert, self.gamma, cfg.alpha, value_term, v0,
+                            done)  # (num_q, H)
+        w = rho_weights(h, cfg.rho, self.device)
+        value_loss = (iq * w).sum() / (h * cfg.model.num_q)
+        stats: dict[str, Tensor] = {}
+        if cfg.grad_pen > 0 and behaviour is not None:
+            za = torch.cat([zs_t[:-1], action], -1)  # (H, B, L+A)
+            gp = gradient_penalty(
+                lambda x: m.Q(x[..., :-self.action_dim], x[..., -self.action_dim:], "avg"),
+                za[:, :n_exp].reshape(-1, za.shape[-1]),
+                za[:, n_exp:].reshape(-1, za.shape[-1]), cfg.grad_pen)
+            value_loss = value_loss + gp
+            stats["grad_pen"] = gp.detach()
+        total = cfg.consistency_coef * cons + cfg.value_coef * value_loss
+        self.optim.zero_grad(set_to_none=True)
+        total.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(m.parameters(), cfg.grad_clip_norm)
+        if not torch.isfinite(total):
+            raise FloatingPointError(f"non-finite loss at update {self.updates}: {total.item()}")
+        self.optim.step()
+
+        # policy prior: max-entropy objective on latents of both buffers (Q frozen)
+        m.track_q_grad(False)
+        _, a_pi, log_pi, _ = m.pi(zs_t.detach())
+        q_pi = m.Q(zs_t.detach(), a_pi, "min")
+        pi_loss = policy_loss(log_pi, q_pi, cfg.beta, cfg.rho)
+        self.pi_optim.zero_grad(set_to_none=True)
+        pi_loss.backward()
+        torch.nn.utils.clip_grad_norm_(m._pi.parameters(), cfg.grad_clip_norm)
+        self.pi_optim.step()
+        m.track_q_grad(True)
+        m.soft_update_target_Q(cfg.tau)
+        m.eval()
+        self.updates += 1
+
+        with torch.no_grad():
+            r = qs.mean(0) - self.gamma * next_v  # decoded reward per sample, (H, B, 1)
+            stats.update(
+                consistency_loss=cons, iq_loss=value_loss, pi_loss=pi_loss,
+                total_loss=total, grad_norm=grad_norm, q_expert=qs[:, :, :n_exp].mean(),
+                reward_expert=r[:, :n_exp].mean(), **parts,
+            )
+            if n_exp < b:
+                stats["q_behaviour"] = qs[:, :, n_exp:].mean()
+                stats["reward_behaviour"] = r[:, n_exp:].mean()
+        return {k: float(v) for k, v in stats.items()}
+
+    @torch.no_grad()
+    def decode_rewards(self, obs: Mapping[str, np.ndarray], actions: np.ndarray) -> np.ndarray:
+        """Decoded reward of each real transition of an episode (obs: T+1 rows, actions: T).
+
+        r_t = mean_heads Q(h(o_t), a_t) - gamma V(h(o_{t+1})), V with the policy's mean action.
+        """
+        o = {k: torch.as_tensor(np.asarray(obs[k])).to(self.device) for k in self.obs_shapes}
+        z = self.model.encode(o)  # (T+1, L)
+        a = torch.as_tensor(actions, dtype=torch.float32, device=self.device)
+        q = self.model.Q(z[:-1], a, "all").mean(0)
+        _, a_next, log_pi, _ = self.model.pi(z[1:], deterministic=True)
+        v_next = self.model.Q(z[1:], a_next, "all").mean(0) - self.cfg.beta * log_pi
+        return (q - self.gamma * v_next).squeeze(-1).cpu().numpy()
+
+    # -- persistence -----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume bit-exactly."""
+        return {
+            "model": self.model.state_dict(),
+            "optim": self.optim.state_dict(),
+            "pi_optim": self.pi_optim.state_dict(),
+            "generator": self.generator.get_state(),
+            "prev_mean": self._prev_mean,
+            "updates": self.updates,
+            "gamma": self.gamma,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` output."""
+        self.model.load_state_dict(state["model"])
+        self.optim.load_state_dict(state["optim"])
+        self.pi_optim.load_state_dict(state["pi_optim"])
+        self.generator.set_state(state["generator"])
+        self._prev_mean = state["prev_mean"]
+        self.updates = int(state["updates"])
+        self.gamma = float(state["gamma"])

@@ -1,0 +1,92 @@
+"""Benchmarks (commands, never unit tests): each prints its result and saves it as JSON."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from wmil_core.config import atomic_write, to_dict
+
+
+def _percentiles(ms: list[float]) -> dict[str, float]:
+    a = np.asarray(ms)
+    return {"p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)),
+            "mean_ms": float(a.mean()), "n": int(a.size)}
+
+
+def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updates: int = 20,
+          plans: int = 50, threads: int = 0, seed: int = 0,
+          out: str | Path | None = None) -> dict[str, Any]:
+    """Time IQ-MPC updates and planning steps for ``preset`` on ``task``'s observation spec.
+
+    Updates use random data of the right shapes in both buffers (the cost does not depend on
+    the values); planning runs from real observations of the task.
+    """
+    from wmil_core.agents.iqmpc import IQMPC
+    from wmil_core.buffer import EpisodeBuffer
+    from wmil_core.presets import agent_config
+    from wmil_core.tasks import make_env
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    cfg = agent_config(preset)
+    env = make_env(task, obs, seed=seed)  # type: ignore[arg-type]
+    spec = env.obs_spec()
+    a_dim = int(env.action_space.shape[0])
+    agent = IQMPC({k: tuple(v["shape"]) for k, v in spec.items()}, a_dim, env.episode_length,
+                  cfg, seed=seed)
+    rng = np.random.default_rng(seed)
+    h = cfg.planner.horizon
+    buf = EpisodeBuffer(spec, a_dim, 4 * 101, h)
+    for _ in range(4):
+        o = {}
+        for k, v in spec.items():
+            shape = (101, *v["shape"])
+            o[k] = (rng.integers(0, 256, shape, dtype=np.uint8) if v["dtype"] == "uint8"
+                    else rng.standard_normal(shape).astype(np.float32))
+        buf.add_episode(o, rng.uniform(-1, 1, (100, a_dim)).astype(np.float32))
+    b = cfg.batch_size
+    for _ in range(3):  # warm-up
+        agent.update(buf.sample(b, rng), buf.sample(b, rng))
+    upd_ms = []
+    for _ in range(updates):
+        e, beh = buf.sample(b, rng), buf.sample(b, rng)
+        t = time.perf_counter()
+        agent.update(e, beh)
+        upd_ms.append(1000 * (time.perf_counter() - t))
+    ob, _ = env.reset(seed=seed)
+    agent.act(ob, t0=True)
+    plan_ms = []
+    for _ in range(plans):
+        t = time.perf_counter()
+        a = agent.act(ob, t0=False)
+        plan_ms.append(1000 * (time.perf_counter() - t))
+        ob, *_ = env.step(a)
+    p = cfg.planner
+    result = {
+        "benchmark": "speed",
+        "preset": preset,
+        "task": task,
+        "obs": obs,
+        "threads": torch.get_num_threads(),
+        "device": "cpu",
+        "machine": platform.processor() or platform.machine(),
+        "model": to_dict(cfg.model),
+        "batch_per_buffer": b,
+        "planner": f"{p.num_samples} samples x {p.iterations_for(a_dim)} iterations x "
+                   f"horizon {p.horizon}",
+        "update": _percentiles(upd_ms),
+        "updates_per_s": 1000.0 / float(np.median(upd_ms)),
+        "plan": _percentiles(plan_ms),
+    }
+    env.close()
+    if out:
+        atomic_write(out, json.dumps(result, indent=2))
+    return result

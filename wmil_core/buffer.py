@@ -1,0 +1,165 @@
+"""Replay buffers of whole episodes, sampled as sub-trajectories of H+1 observations.
+
+One class serves both roles: the expert buffer (filled from a demo file) and the behaviour
+buffer (filled with the agent's own episodes online). Images stay uint8.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from wmil_core.demos import DemoDataset
+
+
+class Batch(NamedTuple):
+    """Sub-trajectories: obs[k] (H+1, B, ...), action (H, B, A), done (H, B, 1)."""
+
+    obs: dict[str, torch.Tensor]
+    action: torch.Tensor
+    done: torch.Tensor
+
+
+class EpisodeBuffer:
+    """Ring buffer of episodes; an episode of T actions takes T+1 rows.
+
+    Args:
+        obs_spec: key -> {"shape": [...], "dtype": "float32"|"uint8"}.
+        action_dim: A.
+        capacity: rows (observations) kept; the oldest episodes are overwritten.
+        horizon: H; samples are windows of H+1 consecutive rows of one episode.
+    """
+
+    def __init__(self, obs_spec: Mapping[str, Mapping[str, Any]], action_dim: int,
+                 capacity: int, horizon: int) -> None:
+        if capacity < horizon + 1:
+            raise ValueError(f"capacity: must be >= horizon + 1, got {capacity}")
+        self.obs_spec = {k: {"shape": list(v["shape"]), "dtype": str(v["dtype"])}
+                         for k, v in obs_spec.items()}
+        self.capacity = int(capacity)
+        self.horizon = int(horizon)
+        self.action_dim = int(action_dim)
+        self.obs = {k: np.zeros((capacity, *v["shape"]), dtype=v["dtype"])
+                    for k, v in self.obs_spec.items()}
+        self.action = np.zeros((capacity, action_dim), dtype=np.float32)
+        self.done = np.zeros(capacity, dtype=np.float32)
+        self.episode = np.full(capacity, -1, dtype=np.int64)  # episode id of each row
+        self.pos = 0  # next row to write
+        self.num_episodes = 0
+        self.num_steps = 0  # actions added in total (including overwritten ones)
+        self._starts = np.zeros(0, dtype=np.int64)
+
+    def __len__(self) -> int:
+        """Rows that hold data."""
+        return int((self.episode >= 0).sum())
+
+    @property
+    def num_windows(self) -> int:
+        """How many distinct sub-trajectories can be sampled."""
+        return int(self._starts.size)
+
+    def add_episode(self, obs: Mapping[str, np.ndarray], actions: np.ndarray,
+                    terminated: bool = False) -> None:
+        """Append an episode: obs[k] (T+1, ...), actions (T, A) in [-1, 1]."""
+        t = int(actions.shape[0])
+        rows = t + 1
+        if rows > self.capacity:
+            raise ValueError(f"episode of {t} steps does not fit a buffer of {self.capacity} rows")
+        if set(obs) != set(self.obs):
+            raise ValueError(f"episode has observations {sorted(obs)}, expected {sorted(self.obs)}")
+        if actions.shape[1:] != (self.action_dim,):
+            raise ValueError(f"actions have shape {actions.shape}, expected (T, {self.action_dim})")
+        if self.pos + rows > self.capacity:  # wrap: the tail stays unused
+            self.episode[self.pos:] = -1
+            self.pos = 0
+        sl = slice(self.pos, self.pos + rows)
+        for k, v in obs.items():
+            if v.shape[0] != rows:
+                raise ValueError(f"obs/{k} has {v.shape[0]} rows, expected {rows}")
+            self.obs[k][sl] = v
+        self.action[self.pos:self.pos + t] = actions
+        self.action[self.pos + t] = 0.0
+        self.done[sl] = 0.0
+        if terminated:
+            self.done[self.pos + t - 1] = 1.0
+        self.episode[sl] = self.num_episodes
+        self.num_episodes += 1
+        self.num_steps += t
+        self.pos += rows
+        self._index()
+
+    def add_dataset(self, ds: DemoDataset) -> None:
+        """Append every episode of a demo dataset."""
+        for ep in ds.episodes:
+            self.add_episode(ep.obs, ep.actions)
+
+    def _index(self) -> None:
+        h = self.horizon
+        ep = self.episode
+        ok = (ep[:-h] >= 0) & (ep[:-h] == ep[h:])
+        self._starts = np.flatnonzero(ok)
+
+    def sample(self, batch_size: int, rng: np.random.Generator,
+               device: torch.device | str = "cpu") -> Batch:
+        """``batch_size`` sub-trajectories drawn uniformly (with replacement)."""
+        if self._starts.size == 0:
+            raise ValueError("the buffer holds no episode of at least horizon steps yet")
+        start = self._starts[rng.integers(0, self._starts.size, batch_size)]
+        idx = start[None, :] + np.arange(self.horizon + 1)[:, None]  # (H+1, B)
+        obs = {k: torch.from_numpy(v[idx]).to(device) for k, v in self.obs.items()}
+        act = torch.from_numpy(self.action[idx[:-1]]).to(device)
+        done = torch.from_numpy(self.done[idx[:-1]]).unsqueeze(-1).to(device)
+        return Batch(obs, act, done)
+
+    def initial_obs(self) -> dict[str, np.ndarray]:
+        """First observation of every stored (whole) episode."""
+        ep = self.episode
+        first = np.flatnonzero((ep >= 0) & (np.r_[-2, ep[:-1]] != ep))
+        return {k: v[first] for k, v in self.obs.items()}
+
+    # -- persistence (resume after a kill) -----------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write the buffer atomically (uncompressed .npz)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        used = self.episode >= 0
+        last = int(np.flatnonzero(used).max()) + 1 if used.any() else 0
+        arrays = {f"obs/{k}": v[:last] for k, v in self.obs.items()}
+        arrays.update(action=self.action[:last], done=self.done[:last],
+                      episode=self.episode[:last],
+                      meta=np.array([self.pos, self.num_episodes, self.num_steps, self.capacity,
+                                     self.horizon], dtype=np.int64))
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
+        os.close(fd)
+        try:
+            np.savez(tmp, **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def load(self, path: str | Path) -> None:
+        """Restore a buffer written by :meth:`save` into this (same-spec) buffer."""
+        try:
+            with np.load(path) as f:
+                pos, n_ep, n_steps, cap, h = (int(x) for x in f["meta"])
+                if cap != self.capacity or h != self.horizon:
+                    raise ValueError(f"{path}: buffer capacity/horizon {cap}/{h} differ from "
+                                     f"{self.capacity}/{self.horizon}")
+                last = f["episode"].shape[0]
+                for k in self.obs:
+                    self.obs[k][:last] = f[f"obs/{k}"]
+                self.action[:last] = f["action"]
+                self.done[:last] = f["done"]
+                self.episode[:] = -1
+                self.episode[:last] = f["episode"]
+        except (OSError, KeyError) as exc:
+            raise ValueError(f"{path}: unreadable buffer file ({exc})") from None
+        self.pos, self.num_episodes, self.num_steps = pos, n_ep, n_steps
+        self._index()

@@ -1,0 +1,342 @@
+"""Training IQ-MPC: offline on demos, then online in simulation, with evaluation and resume.
+
+Run directory layout: ``config.yaml``, ``metrics.csv``, TensorBoard events in ``tb/``,
+``checkpoints/{latest.pt, buffer.npz}`` (atomic), ``plots/learning_curve.png``, ``eval.json``.
+Checkpoints are taken at episode boundaries, so a resumed run continues exactly as an
+uninterrupted one would (same seeds, same random streams).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from wmil_core.agents.iqmpc import IQMPC, IQMPCConfig
+from wmil_core.buffer import EpisodeBuffer
+from wmil_core.config import atomic_write, from_dict, load_yaml, save_config, to_dict
+from wmil_core.demos import load_demos
+from wmil_core.losses import pearson
+from wmil_core.presets import agent_config
+from wmil_core.tasks import WmilEnv, make_env
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """One training run (every field is a ``wmil train`` option)."""
+
+    task: str = "dmc/reacher-easy"
+    demos: str = ""  # demo file (HDF5); its observation mode is the run's
+    preset: str = "cpu"  # IQ-MPC size preset (paper | cpu | tdmpc2-1m)
+    agent: dict[str, Any] = dataclasses.field(default_factory=dict)  # IQMPCConfig overrides
+    demo_episodes: int | None = None  # use only the first N demo episodes
+    offline_steps: int = 0  # updates on demos alone before going online
+    steps: int = 100_000  # online environment steps (agent steps)
+    seed_steps: int = 1000  # first online steps act uniformly at random
+    updates_per_step: int = 1
+    eval_every: int = 10_000  # environment steps between evaluations (at episode ends)
+    eval_episodes: int = 10
+    checkpoint_every: int = 10_000  # environment steps between checkpoints (at episode ends)
+    buffer_size: int = 1_000_000  # behaviour buffer rows
+    episode_length: int | None = None  # cut episodes shorter than the task's (tests, debugging)
+    seed: int = 0
+    device: str = "auto"  # auto: CUDA when present, else CPU
+    threads: int = 0  # torch CPU threads (0: torch's default)
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "offline_steps", "seed_steps", "demo_episodes"):
+            v = getattr(self, name)
+            if v is not None and v < 0:
+                raise ValueError(f"{name}: must be >= 0, got {v}")
+        for name in ("eval_every", "eval_episodes", "checkpoint_every", "buffer_size",
+                     "updates_per_step"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class Trainer:
+    """Owns the run directory, environments, buffers and agent of one run."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: str | Path, progress: bool = True) -> None:
+        self.cfg = cfg
+        self.run = Path(run_dir)
+        self.progress = progress
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        if not cfg.demos:
+            raise ValueError("demos: a demo file is required (wmil demos collect ...)")
+        torch.manual_seed(cfg.seed)
+        self.demos = load_demos(cfg.demos, task=cfg.task, max_episodes=cfg.demo_episodes)
+        self.obs_mode = self.demos.obs_mode
+        self.env = make_env(cfg.task, self.obs_mode, seed=cfg.seed,  # type: ignore[arg-type]
+                            episode_length=cfg.episode_length)
+        self.eval_env = make_env(cfg.task, self.obs_mode,  # type: ignore[arg-type]
+                                 seed=cfg.seed + 10_000, episode_length=cfg.episode_length)
+        spec = self.env.obs_spec()
+        if spec != self.demos.obs_spec:
+            raise ValueError(f"{cfg.demos}: observation spec {self.demos.obs_spec} does not "
+                             f"match task {cfg.task} in mode {self.obs_mode}: {spec}")
+        a_dim = int(self.env.action_space.shape[0])
+        if self.demos.action_dim != a_dim:
+            raise ValueError(f"{cfg.demos}: action size {self.demos.action_dim}, task has {a_dim}")
+        self.agent_cfg: IQMPCConfig = agent_config(cfg.preset, cfg.agent)
+        h = self.agent_cfg.planner.horizon
+        shapes = {k: tuple(v["shape"]) for k, v in spec.items()}
+        self.device = resolve_device(cfg.device)
+        self.agent = IQMPC(shapes, a_dim, self.env.episode_length, self.agent_cfg, self.device,
+                           seed=cfg.seed)
+        demo_rows = sum(len(e) + 1 for e in self.demos.episodes)
+        self.expert = EpisodeBuffer(spec, a_dim, demo_rows, h)
+        self.expert.add_dataset(self.demos)
+        self.behaviour = EpisodeBuffer(spec, a_dim, cfg.buffer_size, h)
+        rets = [e.ret for e in self.demos.episodes if e.rewards is not None]
+        self.expert_return = float(np.mean(rets)) if rets else float("nan")
+        self.rng = np.random.default_rng(cfg.seed)
+        self.step = 0  # online environment steps done
+        self.episode = 0
+        self.offline_done = 0
+        self.history: list[dict[str, Any]] = []
+        self._tb: Any = None
+
+    # -- run directory --------------------------------------------------------------------------
+    @property
+    def ckpt_path(self) -> Path:  # noqa: D102
+        return self.run / "checkpoints" / "latest.pt"
+
+    def _writer(self) -> Any:
+        if self._tb is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(self.run / "tb"))
+        return self._tb
+
+    def _log(self, row: dict[str, Any]) -> None:
+        path = self.run / "metrics.csv"
+        new = not path.exists()
+        with path.open("a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                w.writeheader()
+            w.writerow(row)
+        tb = self._writer()
+        for k, v in row.items():
+            if isinstance(v, (int, float)) and k != "step" and math.isfinite(v):
+                tb.add_scalar(k, v, row["step"])
+        tb.flush()
+
+    def save_checkpoint(self) -> None:
+        """Agent, counters, random streams and the behaviour buffer, atomically."""
+        state = {
+            "agent": self.agent.state_dict(),
+            "step": self.step,
+            "episode": self.episode,
+            "offline_done": self.offline_done,
+            "rng": self.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "history": self.history,
+            "config": to_dict(self.cfg),
+        }
+        self.behaviour.save(self.run / "checkpoints" / "buffer.npz")
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write(self.ckpt_path, buf.getvalue())
+
+    def load_checkpoint(self) -> None:
+        """Continue from ``checkpoints/latest.pt``; a corrupt file is refused, nothing changed."""
+        path = self.ckpt_path
+        if not path.is_file():
+            raise ValueError(f"{path}: no checkpoint to resume from")
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=False)
+            self.agent.load_state_dict(state["agent"])
+        except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is one user error
+            raise ValueError(f"{path}: corrupt or incompatible checkpoint ({exc})") from None
+        self.behaviour.load(self.run / "checkpoints" / "buffer.npz")
+        self.step, self.episode = int(state["step"]), int(state["episode"])
+        self.offline_done = int(state["offline_done"])
+        self.rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        self.history = list(state["history"])
+
+    # -- evaluation -----------------------------------------------------------------------------
+    def evaluate(self, episodes: int | None = None) -> dict[str, Any]:
+        """Return, success, normalized score and decoded-reward correlation on eval episodes."""
+        return evaluate_agent(self.agent, self.eval_env, episodes or self.cfg.eval_episodes,
+                              seed=self.cfg.seed + 10_000, expert_return=self.expert_return)
+
+    # -- the loop -------------------------------------------------------------------------------
+    def train(self, resume: bool = False) -> dict[str, Any]:
+        """Run (or continue) training; returns the last evaluation."""
+        cfg = self.cfg
+        self.run.mkdir(parents=True, exist_ok=True)
+        if resume:
+            self.load_checkpoint()
+        else:
+            if self.ckpt_path.exists():
+                raise ValueError(f"{self.run}: holds a run already (--resume, or another --out)")
+            save_config(self.cfg, self.run / "config.yaml")
+            save_config(self.agent_cfg, self.run / "agent.yaml")
+        t0 = time.perf_counter()
+        bar = tqdm(total=cfg.offline_steps, initial=self.offline_done, desc="offline",
+                   unit="upd", disable=not self.progress or cfg.offline_steps == 0)
+        while self.offline_done < cfg.offline_steps:
+            stats = self.agent.update(self.expert.sample(self.agent_cfg.batch_size, self.rng,
+                                                         self.device), None)
+            self.offline_done += 1
+            bar.update(1)
+            if self.offline_done % 100 == 0 or self.offline_done == cfg.offline_steps:
+                self._log({"step": 0, "phase": "offline", "update": self.offline_done, **stats})
+        bar.close()
+        if self.step == 0 and cfg.offline_steps and not self.history:
+            self._record_eval(time.perf_counter() - t0)
+            self.save_checkpoint()
+
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"online {cfg.task}", unit="step",
+                   disable=not self.progress)
+        n_updates, t_upd = 0, 0.0
+        last = self.history[-1] if self.history else {}
+        while self.step < cfg.steps:
+            obs, _ = self.env.reset(seed=cfg.seed + self.episode)
+            frames = {k: [v] for k, v in obs.items()}
+            actions, t, done = [], 0, False
+            terminated = False
+            while not done:
+                if self.step < cfg.seed_steps:
+                    a = self.rng.uniform(-1, 1, self.env.action_space.shape).astype(np.float32)
+                else:
+                    a = self.agent.act(obs, t0=t == 0).astype(np.float32)
+                obs, _, terminated, truncated, _ = self.env.step(a)
+                done = terminated or truncated
+                actions.append(a)
+                for k, v in obs.items():
+                    frames[k].append(v)
+                self.step += 1
+                t += 1
+                if self.step >= cfg.seed_steps and self.behaviour.num_windows > 0:
+                    tu = time.perf_counter()
+                    for _ in range(cfg.updates_per_step):
+                        stats = self.agent.update(
+                            self.expert.sample(self.agent_cfg.batch_size, self.rng, self.device),
+                            self.behaviour.sample(self.agent_cfg.batch_size, self.rng,
+                                                  self.device))
+                    t_upd += time.perf_counter() - tu
+                    n_updates += cfg.updates_per_step
+                    if self.agent.updates % 100 == 0:
+                        self._log({"step": self.step, "phase": "online",
+                                   "update": self.agent.updates, **stats})
+                bar.update(1)
+                if n_updates and t_upd > 0:
+                    bar.set_postfix(upd_s=f"{n_updates / t_upd:.1f}",
+                                    score=f"{last.get('normalized_score', float('nan')):.2f}")
+                if self.step >= cfg.steps:
+                    break
+            self.behaviour.add_episode({k: np.stack(v) for k, v in frames.items()},
+                                       np.stack(actions), terminated)
+            self.episode += 1
+            prev = self.step - t
+            if self.step // cfg.eval_every > prev // cfg.eval_every or self.step >= cfg.steps:
+                last = self._record_eval(time.perf_counter() - t0)
+            if (self.step // cfg.checkpoint_every > prev // cfg.checkpoint_every
+                    or self.step >= cfg.steps):
+                self.save_checkpoint()
+        bar.close()
+        self.plot()
+        result = self.history[-1] if self.history else self._record_eval(time.perf_counter() - t0)
+        atomic_write(self.run / "eval.json", json.dumps(result, indent=2))
+        return result
+
+    def _record_eval(self, wall: float) -> dict[str, Any]:
+        ev = self.evaluate()
+        row = {"step": self.step, "phase": "eval", "update": self.agent.updates,
+               "wall_s": wall, **{k: v for k, v in ev.items() if not isinstance(v, list)}}
+        self.history.append(row)
+        self._log(row)
+        return row
+
+    def plot(self) -> Path | None:
+        """Learning curve (normalized score against environment steps) as PNG."""
+        if not self.history:
+            return None
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        x = [h["step"] for h in self.history]
+        y = [h["normalized_score"] for h in self.history]
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        ax.plot(x, y, marker="o")
+        ax.axhline(1.0, color="gray", ls="--", lw=1, label="expert")
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("normalized score")
+        ax.set_title(f"IQ-MPC on {self.cfg.task}")
+        ax.legend()
+        fig.tight_layout()
+        out = self.run / "plots" / "learning_curve.png"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=120)
+        plt.close(fig)
+        atomic_write(out, buf.getvalue())
+        return out
+
+
+def evaluate_agent(agent: IQMPC, env: WmilEnv, episodes: int, seed: int,
+                   expert_return: float) -> dict[str, Any]:
+    """Evaluate the planner (no exploration noise) on seeded episodes."""
+    returns, successes, true_r, dec_r = [], [], [], []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        frames = {k: [v] for k, v in obs.items()}
+        actions, rewards, t, info = [], [], 0, {}
+        while True:
+            a = agent.act(obs, t0=t == 0, eval_mode=True).astype(np.float32)
+            obs, _, term, trunc, info = env.step(a)
+            actions.append(a)
+            rewards.append(info["reward"])
+            for k, v in obs.items():
+                frames[k].append(v)
+            t += 1
+            if term or trunc:
+                break
+        returns.append(float(np.sum(rewards)))
+        if "success" in info:
+            successes.append(bool(info["success"]))
+        dec = agent.decode_rewards({k: np.stack(v) for k, v in frames.items()},
+                                   np.stack(actions))
+        true_r.append(np.asarray(rewards, dtype=np.float32))
+        dec_r.append(dec)
+    corr = float(pearson(torch.from_numpy(np.concatenate(true_r)),
+                         torch.from_numpy(np.concatenate(dec_r))))
+    mean = float(np.mean(returns))
+    return {
+        "episodes": episodes,
+        "return_mean": mean,
+        "return_std": float(np.std(returns)),
+        "success_rate": float(np.mean(successes)) if successes else None,
+        "normalized_score": mean / expert_return if expert_return else float("nan"),
+        "reward_correlation": corr,
+        "returns": returns,
+    }
+
+
+def load_run_config(run_dir: str | Path) -> TrainConfig:
+    """The TrainConfig stored in a run directory."""
+    data = load_yaml(Path(run_dir) / "config.yaml")
+    return from_dict(TrainConfig, data)
