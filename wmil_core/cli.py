@@ -153,7 +153,12 @@ def cmd_demos_import_bag(args: argparse.Namespace) -> int:
         features_topic=args.features_topic, command_topic=args.command_topic,
         split_gap=args.split_gap, progress=True,
     )
-    print(report)
+    print(f"wrote {report.path}: {report.episodes} episodes, {report.steps} steps "
+          f"({report.obs_mode}) from {len(report.bags)} bag(s)")
+    for reason, n in sorted(report.dropped.items()):
+        print(f"  dropped {n} command(s): {reason}")
+    if report.clipped:
+        print(f"  clipped {report.clipped} command value(s) to the actuator range")
     return 0
 
 

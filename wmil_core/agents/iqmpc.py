@@ -202,7 +202,7 @@ class IQMPC:
             if n_exp < b:
                 stats["q_behaviour"] = qs[:, :, n_exp:].mean()
                 stats["reward_behaviour"] = r[:, n_exp:].mean()
-        return {k: float(v) for k, v in stats.items()}
+        return {k: float(v.detach()) for k, v in stats.items()}
 
     @torch.no_grad()
     def decode_rewards(self, obs: Mapping[str, np.ndarray], actions: np.ndarray) -> np.ndarray:

@@ -1,0 +1,132 @@
+"""A tiny IQ-MPC run end to end: trains, checkpoints, resumes exactly, evaluates; bad input."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from wmil_core.cli import main
+from wmil_core.collect import collect_demos
+from wmil_core.train import TrainConfig, Trainer
+
+TINY_AGENT = {
+    "model": {"latent_dim": 16, "mlp_dim": 32, "enc_dim": 32, "num_q": 2},
+    "batch_size": 8,
+    "planner": {"num_samples": 32, "num_pi_trajs": 4, "num_elites": 4, "iterations": 2},
+}
+
+
+@pytest.fixture(scope="module")
+def demos(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("demos") / "reacher.h5"
+    collect_demos("dmc/reacher-easy", 2, "state", out, seed=0, progress=False)
+    return out
+
+
+def tiny(demo_file: Path, **kw) -> TrainConfig:
+    base = dict(task="dmc/reacher-easy", demos=str(demo_file), agent=TINY_AGENT, offline_steps=10,
+                steps=120, seed_steps=40, eval_every=60, eval_episodes=1, checkpoint_every=60,
+                episode_length=30, buffer_size=500, threads=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def weights(trainer: Trainer) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in trainer.agent.model.state_dict().items()}
+
+
+def test_tiny_run_trains_checkpoints_and_evaluates(demos, tmp_path):
+    run = tmp_path / "run"
+    trainer = Trainer(tiny(demos), run, progress=False)
+    before = weights(trainer)
+    result = trainer.train()
+    assert trainer.step == 120 and trainer.agent.updates > 50
+    after = weights(trainer)
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    for f in ["config.yaml", "agent.yaml", "metrics.csv", "eval.json",
+              "checkpoints/latest.pt", "checkpoints/buffer.npz", "plots/learning_curve.png"]:
+        assert (run / f).is_file(), f
+    assert list((run / "tb").iterdir()), "no TensorBoard events"
+    assert {"return_mean", "normalized_score", "reward_correlation"} <= set(result)
+    evals = [r for r in trainer.history]
+    assert [r["step"] for r in evals] == [0, 60, 120]  # after offline pre-training, then online
+    header = (run / "metrics.csv").read_text().splitlines()[0]
+    assert "consistency_loss" in header and "iq_loss" in header
+    # the run directory cannot be reused by accident
+    with pytest.raises(ValueError, match="holds a run already"):
+        Trainer(tiny(demos), run, progress=False).train()
+
+
+def test_resume_gives_the_same_weights_as_not_stopping(demos, tmp_path):
+    straight = Trainer(tiny(demos), tmp_path / "a", progress=False)
+    straight.train()
+    first = Trainer(tiny(demos, steps=60), tmp_path / "b", progress=False)
+    first.train()  # "killed" after the checkpoint at step 60
+    resumed = Trainer(tiny(demos), tmp_path / "b", progress=False)
+    resumed.train(resume=True)
+    assert resumed.step == 120
+    a, b = weights(straight), weights(resumed)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert resumed.behaviour.num_steps == straight.behaviour.num_steps
+
+
+def test_corrupt_checkpoint_is_refused_and_left_alone(demos, tmp_path):
+    run = tmp_path / "run"
+    Trainer(tiny(demos, steps=30, offline_steps=0), run, progress=False).train()
+    ckpt = run / "checkpoints" / "latest.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:100])
+    data = ckpt.read_bytes()
+    with pytest.raises(ValueError, match="corrupt or incompatible checkpoint"):
+        Trainer(tiny(demos), run, progress=False).train(resume=True)
+    assert ckpt.read_bytes() == data
+
+
+def test_demos_of_another_task_or_empty_are_refused(demos, tmp_path):
+    with pytest.raises(ValueError, match="recorded for task 'dmc/reacher-easy'"):
+        Trainer(tiny(demos, task="dmc/reacher-hard"), tmp_path / "r", progress=False)
+    with pytest.raises(ValueError, match="demos: a demo file is required"):
+        Trainer(tiny(demos, demos=""), tmp_path / "r", progress=False)
+    pix = tmp_path / "pix.h5"
+    collect_demos("dmc/reacher-easy", 1, "pixels", pix, expert="random", progress=False)
+    # a pixel dataset trains a pixel agent: the spec comes from the file, and must match
+    trainer = Trainer(tiny(pix, steps=0), tmp_path / "p", progress=False)
+    assert trainer.obs_mode == "pixels"
+
+
+def test_non_finite_loss_stops_with_the_last_checkpoint_kept(demos, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    trainer = Trainer(tiny(demos, steps=60), run, progress=False)
+    trainer.train()
+    ckpt = (run / "checkpoints" / "latest.pt").read_bytes()
+    resumed = Trainer(tiny(demos), run, progress=False)
+    with torch.no_grad():
+        for p in resumed.agent.model._Qs.parameters():
+            p.fill_(float("nan"))
+    monkeypatch.setattr(resumed, "load_checkpoint", lambda: None)  # keep the NaN weights
+    resumed.step, resumed.episode = 60, 2
+    with pytest.raises(FloatingPointError, match="non-finite loss"):
+        resumed.train(resume=True)
+    assert (run / "checkpoints" / "latest.pt").read_bytes() == ckpt
+
+
+def test_cli_train_eval_and_errors(demos, tmp_path, capsys):
+    run = tmp_path / "cli"
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(
+        "agent:\n  model: {latent_dim: 16, mlp_dim: 32, enc_dim: 32, num_q: 2}\n"
+        "  batch_size: 8\n"
+        "  planner: {num_samples: 32, num_pi_trajs: 4, num_elites: 4, iterations: 2}\n"
+        "episode_length: 30\nbuffer_size: 500\nthreads: 1\neval_episodes: 1\n"
+    )
+    rc = main(["train", "--config", str(cfg), "--task", "dmc/reacher-easy", "--demos",
+               str(demos), "--steps", "60", "--seed-steps", "30", "--eval-every", "60",
+               "--checkpoint-every", "60", "--out", str(run)])
+    assert rc == 0
+    assert "normalized score" in capsys.readouterr().out
+    assert main(["eval", str(run), "--episodes", "1"]) == 0
+    assert (run / "eval-60.json").is_file()
+    assert main(["train", "--task", "dmc/reacher-easy", "--demos", str(tmp_path / "no.h5"),
+                 "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("wmil: error:") and "no such file" in err and "\n" not in err
