@@ -152,3 +152,19 @@ def test_every_dmc_task_builds():
         obs, _ = env.reset()
         env.step(env.action_space.sample())
         assert obs, name
+
+
+def test_action_repeat_matches_stepping_dm_control_directly():
+    from dm_control import suite
+
+    env = make_env("dmc/cartpole-swingup", "state", seed=5)
+    ref = suite.load("cartpole", "swingup", task_kwargs={"random": 5})
+    obs, _ = env.reset()
+    ts = ref.reset()
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        a = rng.uniform(-1, 1, 1)
+        obs, _, _, _, info = env.step(a)
+        r = ref.step(a).reward + (ts := ref.step(a)).reward
+        assert info["reward"] == pytest.approx(r, abs=1e-12)
+        assert np.array_equal(obs["features"], ts.observation["position"].astype(np.float32))

@@ -90,3 +90,53 @@ def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updat
     if out:
         atomic_write(out, json.dumps(result, indent=2))
     return result
+
+
+def collect(task: str = "dmc/cartpole-swingup", episodes: int = 10, rounds: int = 3,
+            out: str | Path | None = None) -> dict[str, Any]:
+    """Demo-collection speed (expert + env + HDF5) against raw dm_control in the same run.
+
+    Alternates ``rounds`` times: raw ``dm_control`` suite steps with a zero action, then a full
+    state-only collection of ``episodes`` expert episodes; reports medians and their ratio.
+    """
+    import tempfile
+
+    from dm_control import suite
+
+    from wmil_core.collect import collect_demos
+    from wmil_core.tasks import get_task
+
+    spec = get_task(task)
+    if spec.family != "dmc":
+        raise ValueError(f"{task}: the collection benchmark compares against the dm_control suite")
+    domain, name = spec.env_id.split(":")
+    raw_env = suite.load(domain, name, task_kwargs={"random": 0})
+    a = np.zeros(raw_env.action_spec().shape)
+    raw, agent_sps = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(rounds):
+            raw_env.reset()
+            n = 2000
+            t = time.perf_counter()
+            for _ in range(n):
+                if raw_env.step(a).last():
+                    raw_env.reset()
+            raw.append(n / (time.perf_counter() - t))
+            stats = collect_demos(task, episodes, "state", Path(tmp) / f"d{r}.h5", seed=r,
+                                  progress=False)
+            agent_sps.append(stats.steps_per_second)
+    raw_med, agent_med = float(np.median(raw)), float(np.median(agent_sps))
+    result = {
+        "benchmark": "collect",
+        "task": task,
+        "episodes_per_round": episodes,
+        "rounds": rounds,
+        "raw_dm_control_steps_per_s": raw_med,
+        "collect_agent_steps_per_s": agent_med,
+        "action_repeat": spec.action_repeat,
+        "collect_control_steps_per_s": agent_med * spec.action_repeat,
+        "efficiency": agent_med * spec.action_repeat / raw_med,
+    }
+    if out:
+        atomic_write(out, json.dumps(result, indent=2))
+    return result

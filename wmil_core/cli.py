@@ -224,6 +224,20 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_collect(args: argparse.Namespace) -> int:
+    """Demo-collection speed against raw dm_control, measured in the same run."""
+    from wmil_core.bench import collect
+
+    out = args.out or "bench/collect.json"
+    r = collect(args.task, args.episodes, args.rounds, out=out)
+    print(f"{r['task']}: collection {r['collect_agent_steps_per_s']:.0f} env steps/s "
+          f"(= {r['collect_control_steps_per_s']:.0f} control steps/s at action repeat "
+          f"{r['action_repeat']}); raw dm_control {r['raw_dm_control_steps_per_s']:.0f} steps/s; "
+          f"efficiency {r['efficiency']:.2f} (medians of {r['rounds']} rounds)")
+    print(f"wrote {out}")
+    return 0
+
+
 # -- wmil demo (the main job) ----------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on the default task: collect expert demos and show their score."""
@@ -327,6 +341,13 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--threads", type=int, default=0)
     bs.add_argument("--out", default=None)
     bs.set_defaults(func=cmd_bench_speed)
+
+    bc = bsub.add_parser("collect", help="demo collection speed against raw dm_control")
+    bc.add_argument("--task", default="dmc/cartpole-swingup")
+    bc.add_argument("--episodes", type=int, default=10)
+    bc.add_argument("--rounds", type=int, default=3)
+    bc.add_argument("--out", default=None)
+    bc.set_defaults(func=cmd_bench_collect)
 
     m = sub.add_parser("demo", help="the main job on the default task")
     m.add_argument("--task", default="dmc/reacher-easy")

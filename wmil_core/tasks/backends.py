@@ -35,8 +35,11 @@ class Backend:
         """Start a new episode; ``seed`` reseeds the task's random stream when given."""
         raise NotImplementedError
 
-    def step(self, ctrl: np.ndarray) -> tuple[float, bool]:
-        """One control step with ``ctrl`` in actuator units: (reward, simulator ended)."""
+    def step(self, ctrl: np.ndarray, observe: bool = True) -> tuple[float, bool]:
+        """One control step with ``ctrl`` in actuator units: (reward, simulator ended).
+
+        ``observe=False`` may skip computing observations (inner steps of an action repeat).
+        """
         raise NotImplementedError
 
     def features(self) -> np.ndarray:
@@ -56,6 +59,7 @@ class DmcBackend(Backend):
 
         domain, task = spec.env_id.split(":")
         self._setup(spec, suite.load(domain, task, task_kwargs={"random": seed}))
+        self._fast = True  # control.Environment: inner action-repeat steps skip observations
 
     def _setup(self, spec: TaskSpec, env: Any) -> None:
         self.env = env
@@ -89,10 +93,23 @@ class DmcBackend(Backend):
         self._obs = self.env.reset().observation
         self._bind()
 
-    def step(self, ctrl: np.ndarray) -> tuple[float, bool]:
-        ts = self.env.step(ctrl)
-        self._obs = ts.observation
-        return float(ts.reward or 0.0), bool(ts.last())
+    def step(self, ctrl: np.ndarray, observe: bool = True) -> tuple[float, bool]:
+        if observe or not self._fast:
+            ts = self.env.step(ctrl)
+            self._obs = ts.observation
+            return float(ts.reward or 0.0), bool(ts.last())
+        # the suite's control.Environment.step without computing observations
+        env = self.env
+        task, physics = env._task, env._physics  # noqa: SLF001
+        task.before_step(ctrl, physics)
+        physics.step(env._n_sub_steps)  # noqa: SLF001
+        task.after_step(physics)
+        reward = task.get_reward(physics)
+        env._step_count += 1  # noqa: SLF001
+        ended = (env._step_count >= env._step_limit  # noqa: SLF001
+                 or task.get_termination(physics) is not None)
+        env._reset_next_step = ended  # noqa: SLF001
+        return float(reward or 0.0), ended
 
     def features(self) -> np.ndarray:
         return _flatten([self._obs[k] for k in self.feature_keys])
@@ -105,6 +122,7 @@ class JacoBackend(DmcBackend):
         from dm_control import manipulation
 
         self._setup(spec, manipulation.load(spec.env_id, seed=seed))
+        self._fast = False  # composer environments keep their own step
 
     def _reseed(self, seed: int) -> None:
         self.env.random_state.seed(seed)
@@ -143,7 +161,7 @@ class MyoBackend(Backend):
         self._obs = self.u.get_obs_dict(self.u._accessor)  # noqa: SLF001
         self._solved = False
 
-    def step(self, ctrl: np.ndarray) -> tuple[float, bool]:
+    def step(self, ctrl: np.ndarray, observe: bool = True) -> tuple[float, bool]:
         _, reward, terminated, _, info = self.env.step(ctrl.astype(np.float32))
         self._obs = info.get("obs_dict") or self.u.get_obs_dict(self.u._accessor)  # noqa: SLF001
         self._solved = bool(info.get("solved", False))

@@ -226,8 +226,9 @@ class WmilEnv(gym.Env):
         reward = 0.0
         ended = False
         last_reward = 0.0
-        for _ in range(self.spec_.action_repeat):
-            last_reward, ended = self.backend.step(ctrl)
+        repeat = self.spec_.action_repeat
+        for i in range(repeat):
+            last_reward, ended = self.backend.step(ctrl, observe=i == repeat - 1)
             reward += last_reward
             if ended:
                 break
