@@ -240,15 +240,17 @@ def cmd_bench_collect(args: argparse.Namespace) -> int:
 
 # -- wmil demo (the main job) ----------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The main job on the default task: collect expert demos and show their score."""
+    """The main job on the default task: the task, expert demos, their validated score."""
     from wmil_core.collect import collect_demos
     from wmil_core.demos import load_demos
 
+    print(f"[1/3] task {args.task}")
+    cmd_tasks(argparse.Namespace(filter=args.task, json=False))
     out = Path(args.out) / "demos.h5"
-    print(f"[1/2] collecting {args.episodes} expert demos of {args.task} -> {out}")
+    print(f"[2/3] collecting {args.episodes} expert demos -> {out}")
     stats = collect_demos(args.task, args.episodes, "state", out, seed=args.seed)
     _print_stats(stats.as_dict())
-    print("[2/2] validating the dataset")
+    print("[3/3] validating the dataset")
     s = load_demos(out, task=args.task).summary()
     succ = "n/a" if s["success_rate"] is None else f"{s['success_rate']:.2f}"
     print(f"score: expert return {s['return_mean']:.1f} +- {s['return_std']:.1f}, success {succ} "
