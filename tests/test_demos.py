@@ -168,3 +168,20 @@ def test_writer_refuses_bad_episodes_and_empty_files(tmp_path: Path):
     with pytest.raises(DatasetError, match="no episodes to write"):
         write(tmp_path / "b.h5", [])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_collect_with_image_settings_and_info(tmp_path: Path, capsys):
+    from wmil_core.cli import main
+
+    out = tmp_path / "p.h5"
+    assert main(["demos", "collect", "--task", "dmc/reacher-easy", "--episodes", "1", "--obs",
+                 "pixels", "--image-size", "32", "--frames", "2", "--expert", "random",
+                 "--out", str(out)]) == 0
+    ds = load_demos(out)
+    assert ds.obs_spec == {"image": {"shape": [32, 32, 6], "dtype": "uint8"}}
+    assert main(["demos", "info", str(out)]) == 0
+    assert "valid" in capsys.readouterr().out
+    (tmp_path / "bad.h5").write_bytes(b"not hdf5")
+    assert main(["demos", "info", str(tmp_path / "bad.h5")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "truncated or corrupt" in err

@@ -26,6 +26,8 @@ class CollectConfig:
     out: str = "data/demos.h5"
     seed: int = 0  # episode i uses seed + i
     expert: str | None = None  # default: the task's expert
+    image_size: int | None = None  # pixels (square); default: the task's (64)
+    frames: int | None = None  # frames stacked in `image`; default: the task's (3)
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
@@ -112,7 +114,8 @@ def cmd_demos_collect(args: argparse.Namespace) -> int:
     from wmil_core.collect import collect_demos
 
     cfg = _config_from_args(CollectConfig, args)
-    stats = collect_demos(cfg.task, cfg.episodes, cfg.obs, cfg.out, cfg.seed, cfg.expert)
+    stats = collect_demos(cfg.task, cfg.episodes, cfg.obs, cfg.out, cfg.seed, cfg.expert,
+                          image_size=cfg.image_size, frames=cfg.frames)
     _print_stats(stats.as_dict())
     print(f"wrote {cfg.out}: {stats.episodes} episodes, {stats.steps} steps, "
           f"collected at {stats.steps_per_second:.0f} env steps/s")
@@ -288,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     dc.add_argument("--out", default=None, help="output .h5 file")
     dc.add_argument("--seed", type=int, default=None)
     dc.add_argument("--expert", default=None)
+    dc.add_argument("--image-size", dest="image_size", type=int, default=None)
+    dc.add_argument("--frames", type=int, default=None)
     dc.set_defaults(func=cmd_demos_collect)
     di = dsub.add_parser("info", help="validate and summarise a demo file")
     di.add_argument("file")

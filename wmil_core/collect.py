@@ -104,11 +104,14 @@ def collect_demos(
     seed: int = 0,
     expert: str | None = None,
     progress: bool = True,
+    image_size: int | None = None,
+    frames: int | None = None,
 ) -> RolloutStats:
     """Roll out the expert and write a demo file atomically (episode i uses seed ``seed + i``)."""
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
-    env = make_env(task, obs_mode, seed=seed)  # type: ignore[arg-type]
+    env = make_env(task, obs_mode, seed=seed, image_size=image_size,  # type: ignore[arg-type]
+                   frames=frames)
     ex = make_expert(task, expert)
     desc = {"name": ex.name, "kind": "scripted", "seed": seed}
     with DemoWriter(out, task, obs_mode, env.obs_spec(), env.action_space.shape[0],

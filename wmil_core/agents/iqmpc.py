@@ -154,8 +154,15 @@ class IQMPC:
             zs.append(z)
         zs_t = torch.stack(zs)  # (H+1, B, L)
         cons = consistency_loss(zs_t[1:], next_z, cfg.rho)
-        qs = m.Q(zs_t[:-1], action, "all")  # (num_q, H, B, 1)
-        v = m.V(zs_t[:-1], beta=cfg.beta)  # (H, B, 1)
+        # Q(z, a) of every head and V(z) = min of two random heads at a ~ pi(z), in one call;
+        # pi's own parameters get no gradient here (they are trained by the policy loss)
+        m._pi.requires_grad_(False)
+        _, a_pi, log_pi, _ = m.pi(zs_t[:-1])
+        q_all = m.Q(torch.cat([zs_t[:-1], zs_t[:-1]], 1), torch.cat([action, a_pi], 1), "all")
+        qs, q_pi = q_all.split(b, dim=2)  # (num_q, H, B, 1) each
+        heads = torch.randperm(cfg.model.num_q, device=self.device)[:2]
+        v = q_pi[heads].amin(0) - cfg.beta * log_pi  # (H, B, 1)
+        m._pi.requires_grad_(True)
         v0 = v[0, :n_exp] if value_term == "v0" else None
         iq, parts = iq_loss(qs, v, next_v, is_expert, self.gamma, cfg.alpha, value_term, v0,
                             done)  # (num_q, H)
