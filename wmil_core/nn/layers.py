@@ -133,7 +133,10 @@ class QEnsemble(nn.Module):
 
 
 class ShiftAug(nn.Module):
-    """Random shift of up to ``pad`` pixels (replicate padding), as in DrQ and TD-MPC2."""
+    """Random translation by up to ``pad`` whole pixels per image (edges replicated).
+
+    Implemented as an integer crop of the padded batch, one random offset per image.
+    """
 
     def __init__(self, pad: int = 4) -> None:
         super().__init__()
@@ -142,16 +145,14 @@ class ShiftAug(nn.Module):
     def forward(self, x: Tensor) -> Tensor:  # noqa: D102
         if not self.training or self.pad == 0:
             return x
-        n, c, h, w = x.shape
+        n, _, h, w = x.shape
         p = self.pad
-        x = F.pad(x, (p, p, p, p), mode="replicate")
-        eps = 1.0 / (h + 2 * p)
-        ar = torch.linspace(-1.0 + eps, 1.0 - eps, h + 2 * p, device=x.device, dtype=x.dtype)[:h]
-        ar = ar.unsqueeze(0).repeat(h, 1).unsqueeze(2)
-        base = torch.cat([ar, ar.transpose(1, 0)], dim=2).unsqueeze(0).repeat(n, 1, 1, 1)
-        shift = torch.randint(0, 2 * p + 1, (n, 1, 1, 2), device=x.device).to(x.dtype)
-        grid = base + shift * (2.0 / (h + 2 * p))
-        return F.grid_sample(x, grid, padding_mode="zeros", align_corners=False)
+        padded = F.pad(x, (p, p, p, p), mode="replicate").permute(0, 2, 3, 1)  # (n, H', W', c)
+        off = torch.randint(0, 2 * p + 1, (2, n, 1), device=x.device)
+        rows = (off[0] + torch.arange(h, device=x.device)).unsqueeze(2)  # (n, h, 1)
+        cols = (off[1] + torch.arange(w, device=x.device)).unsqueeze(1)  # (n, 1, w)
+        batch = torch.arange(n, device=x.device).view(n, 1, 1)
+        return padded[batch, rows, cols].permute(0, 3, 1, 2)  # (n, c, h, w)
 
 
 class ConvEncoder(nn.Module):

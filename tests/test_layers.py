@@ -1,0 +1,49 @@
+"""Network layers: SimNorm, the batched Q ensemble against per-head modules, shift augmentation."""
+
+import torch
+from torch import nn
+
+from wmil_core.nn.layers import QEnsemble, ShiftAug, simnorm
+
+
+def test_simnorm_groups_sum_to_one():
+    x = torch.randn(5, 16)
+    y = simnorm(x, 8).view(5, 2, 8)
+    assert torch.allclose(y.sum(-1), torch.ones(5, 2))
+    assert (y > 0).all()
+
+
+def test_q_ensemble_matches_independent_heads():
+    torch.manual_seed(0)
+    q = QEnsemble(3, 6, 8, dropout=0.0)
+    for p in q.parameters():  # the output layer starts at zero: randomise everything
+        nn.init.normal_(p, std=0.3)
+    x = torch.randn(4, 6)
+    out = q(x)
+    assert out.shape == (3, 4, 1)
+    for i in range(3):
+        h = x @ q.l1.weight[i] + q.l1.bias[i]
+        h = nn.functional.mish(nn.functional.layer_norm(h, (8,)) * q.ln1.weight[i] + q.ln1.bias[i])
+        h = h @ q.l2.weight[i] + q.l2.bias[i]
+        h = nn.functional.mish(nn.functional.layer_norm(h, (8,)) * q.ln2.weight[i] + q.ln2.bias[i])
+        ref = h @ q.out.weight[i] + q.out.bias[i]
+        assert torch.allclose(out[i], ref, atol=1e-5)
+    heads = torch.tensor([2, 0])
+    assert torch.allclose(q(x, heads), out[heads], atol=1e-6)
+
+
+def test_q_ensemble_starts_at_zero():
+    assert torch.equal(QEnsemble(2, 5, 8)(torch.randn(3, 5)), torch.zeros(2, 3, 1))
+
+
+def test_shift_aug_translates_whole_images():
+    torch.manual_seed(1)
+    aug = ShiftAug(pad=2).train()
+    x = torch.arange(2 * 1 * 6 * 6, dtype=torch.float32).view(2, 1, 6, 6)
+    y = aug(x)
+    assert y.shape == x.shape
+    padded = nn.functional.pad(x, (2, 2, 2, 2), mode="replicate")
+    for i in range(2):  # each output is some crop of its own padded image
+        crops = [padded[i, :, r:r + 6, c:c + 6] for r in range(5) for c in range(5)]
+        assert any(torch.equal(y[i], crop) for crop in crops)
+    assert torch.equal(aug.eval()(x), x)  # no augmentation outside training
