@@ -24,104 +24,29 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from wmil_core.demos import DemoWriter, Episode
+from wmil_core.messages import (  # noqa: F401 - re-exported for callers of this module
+    command_to_action,
+    compressed_to_array,
+    image_to_array,
+    joint_state_to_array,
+    multiarray_to_array,
+    resize_frame,
+)
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 JOINT_STATE_TYPE = "sensor_msgs/msg/JointState"
 ARRAY_TYPE = "std_msgs/msg/Float64MultiArray"
 
-_CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1}
 _WANT: dict[str, tuple[str, ...]] = {  # stream key -> accepted message types
     "image": (IMAGE_TYPE, COMPRESSED_TYPE),
     "joints": (JOINT_STATE_TYPE,),
     "features": (ARRAY_TYPE,),
     "command": (ARRAY_TYPE,),
 }
-
-
-# -- message -> array conversions (pure; reused by ROS nodes) ---------------------------------
-def image_to_array(msg: Any) -> np.ndarray:
-    """A sensor_msgs/Image (rgb8, bgr8 or mono8, rows possibly padded to ``step``) as RGB uint8.
-
-    Returns an (height, width, 3) array; mono8 is repeated over the three channels.
-    """
-    enc = str(msg.encoding).lower()
-    if enc not in _CHANNELS:
-        raise ValueError(f"image encoding {msg.encoding!r} is not one of {', '.join(_CHANNELS)}")
-    h, w, step, ch = int(msg.height), int(msg.width), int(msg.step), _CHANNELS[enc]
-    if step < w * ch:
-        raise ValueError(f"image step {step} is less than width {w} x {ch} channels")
-    data = np.frombuffer(memoryview(msg.data), dtype=np.uint8)
-    if data.size < h * step:
-        raise ValueError(f"image data has {data.size} bytes, {h} rows of {step} need {h * step}")
-    img = data[: h * step].reshape(h, step)[:, : w * ch].reshape(h, w, ch)
-    if enc == "bgr8":
-        img = img[..., ::-1]
-    elif enc == "mono8":
-        img = np.repeat(img, 3, axis=2)
-    return np.ascontiguousarray(img)
-
-
-def compressed_to_array(msg: Any) -> np.ndarray:
-    """A sensor_msgs/CompressedImage (jpeg or png) as an (H, W, 3) RGB uint8 array."""
-    buf = np.frombuffer(memoryview(msg.data), dtype=np.uint8)
-    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
-    if bgr is None:
-        raise ValueError(f"cannot decode compressed image (format {msg.format!r})")
-    return np.ascontiguousarray(bgr[..., ::-1])
-
-
-def resize_frame(rgb: np.ndarray, size: int) -> np.ndarray:
-    """``rgb`` resized to ``size`` x ``size`` (cv2 INTER_AREA); unchanged when already that size."""
-    if rgb.shape[:2] == (size, size):
-        return rgb
-    return cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
-
-
-def joint_state_to_array(msg: Any, names: Sequence[str]) -> np.ndarray:
-    """Positions then velocities of joints ``names`` (in that order) from a sensor_msgs/JointState.
-
-    Joints of the message not in ``names`` are ignored. A missing joint, or position/velocity
-    arrays that do not match the names, raise ValueError.
-    """
-    msg_names = list(msg.name)
-    pos = np.asarray(msg.position, dtype=np.float64)
-    vel = np.asarray(msg.velocity, dtype=np.float64)
-    if pos.shape != (len(msg_names),):
-        raise ValueError(f"joint state has {len(msg_names)} names but {pos.size} positions")
-    if vel.shape != (len(msg_names),):
-        what = "no velocities" if vel.size == 0 else f"{vel.size} velocities"
-        raise ValueError(f"joint state has {len(msg_names)} names but {what}")
-    index = {n: i for i, n in enumerate(msg_names)}
-    missing = [n for n in names if n not in index]
-    if missing:
-        raise ValueError(f"joint state has no joint {missing[0]!r} (it has {msg_names})")
-    order = np.array([index[n] for n in names], dtype=np.int64)
-    out = np.concatenate([pos[order], vel[order]]).astype(np.float32)
-    if not np.all(np.isfinite(out)):
-        bad = names[int(np.flatnonzero(~np.isfinite(out))[0]) % len(names)]
-        raise ValueError(f"joint state has a non-finite position or velocity for {bad!r}")
-    return out
-
-
-def multiarray_to_array(msg: Any, size: int, what: str = "array") -> np.ndarray:
-    """The data of a std_msgs/Float64MultiArray as float64, which must hold ``size`` values."""
-    data = np.asarray(msg.data, dtype=np.float64).reshape(-1)
-    if data.size != size:
-        raise ValueError(f"{what} has {data.size} values, the task expects {size}")
-    if not np.all(np.isfinite(data)):
-        raise ValueError(f"{what} has a non-finite value")
-    return data
-
-
-def command_to_action(u: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """Actuator commands ``u`` as actions: 2 (u - low) / (high - low) - 1, clipped to [-1, 1]."""
-    a = 2.0 * (np.asarray(u, dtype=np.float64) - low) / (high - low) - 1.0
-    return np.clip(a, -1.0, 1.0).astype(np.float32)
 
 
 # -- alignment (pure) ----------------------------------------------------------------------------
