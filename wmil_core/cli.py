@@ -191,7 +191,8 @@ def _print_eval(r: dict[str, Any]) -> None:
     succ = "n/a" if r.get("success_rate") is None else f"{r['success_rate']:.2f}"
     print(f"step {r.get('step', '?')}: return {r['return_mean']:.1f} +- {r['return_std']:.1f}  "
           f"success {succ}  normalized score {r['normalized_score']:.3f}  "
-          f"decoded-reward correlation {r['reward_correlation']:.3f}")
+          + ("" if r.get("reward_correlation") is None
+             else f"decoded-reward correlation {r['reward_correlation']:.3f}"))
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -316,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--config", default=None, help="YAML with TrainConfig fields")
     tr.add_argument("--task", default=None)
     tr.add_argument("--demos", default=None, help="demo file (.h5)")
+    tr.add_argument("--method", default=None, help="iqmpc | bc")
     tr.add_argument("--preset", default=None, help="paper | cpu | tdmpc2-1m")
     tr.add_argument("--offline-steps", dest="offline_steps", type=int, default=None)
     tr.add_argument("--steps", type=int, default=None, help="online environment steps")

@@ -6,6 +6,7 @@ messages, or a test's stand-in) and return numpy arrays in wmil's observation co
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Sequence
 from typing import Any
 
@@ -100,3 +101,64 @@ def action_to_command(a: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.nd
     a = np.clip(np.asarray(a, dtype=np.float64), -1.0, 1.0)
     return low + (a + 1.0) * 0.5 * (high - low)
 
+
+
+# -- arrays -> message fields (for publishers; still no rclpy) ----------------------------------
+def image_fields(rgb: np.ndarray) -> dict[str, Any]:
+    """The fields of an rgb8 sensor_msgs/Image holding ``rgb`` (H, W, 3 uint8), rows unpadded."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"image must be (H, W, 3) uint8, got {rgb.shape} {rgb.dtype}")
+    h, w, _ = rgb.shape
+    return {"height": h, "width": w, "encoding": "rgb8", "is_bigendian": 0, "step": 3 * w,
+            "data": np.ascontiguousarray(rgb).tobytes()}
+
+
+def joint_state_fields(names: Sequence[str], joints: np.ndarray) -> dict[str, Any]:
+    """The name, position and velocity fields of a sensor_msgs/JointState from ``joints``.
+
+    ``joints`` holds positions then velocities of ``names`` (wmil's ``joints`` layout); the
+    values are widened to float64, so a float32 observation survives the round trip exactly.
+    """
+    q = np.asarray(joints, dtype=np.float64).reshape(-1)
+    n = len(names)
+    if q.shape != (2 * n,):
+        raise ValueError(f"joints has {q.size} values, {n} joint names need {2 * n}")
+    return {"name": list(names), "position": q[:n].tolist(), "velocity": q[n:].tolist()}
+
+
+class FrameStack:
+    """The last ``frames`` frames of a live camera stream, stacked as ``WmilEnv`` stacks them.
+
+    Frames are concatenated along channels, oldest first; while fewer than ``frames`` frames
+    of the current episode have arrived the oldest one is repeated (as at an env reset).
+    :meth:`restart` marks an episode start by stamp, so frames of the previous episode are
+    dropped whether they arrive before or after the mark.
+    """
+
+    def __init__(self, frames: int) -> None:
+        if frames < 1:
+            raise ValueError(f"frames: must be >= 1, got {frames}")
+        self.frames = int(frames)
+        self._items: collections.deque[tuple[float | None, np.ndarray]] = collections.deque(
+            maxlen=self.frames)
+        self._since: float | None = None
+
+    def push(self, frame: np.ndarray, stamp: float | None = None) -> None:
+        """Add a frame (H, W, C) with its capture time (seconds; None: unknown, always kept)."""
+        self._items.append((stamp, frame))
+
+    def restart(self, since: float | None = None) -> None:
+        """Start an episode: only frames stamped ``since`` or later count (None: drop all)."""
+        if since is None:
+            self._items.clear()
+        self._since = since
+
+    def stacked(self) -> np.ndarray | None:
+        """The stacked frames (H, W, frames * C), or None when no frame of the episode came."""
+        since = self._since
+        valid = [f for s, f in self._items if since is None or s is None or s >= since]
+        if not valid:
+            return None
+        valid = [valid[0]] * (self.frames - len(valid)) + valid
+        return np.concatenate(valid, axis=-1)

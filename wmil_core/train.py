@@ -21,12 +21,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from wmil_core.agents.iqmpc import IQMPC, IQMPCConfig
+from wmil_core.agents import make_agent
 from wmil_core.buffer import EpisodeBuffer
 from wmil_core.config import atomic_write, from_dict, load_yaml, save_config, to_dict
 from wmil_core.demos import load_demos
 from wmil_core.losses import pearson
-from wmil_core.presets import agent_config
 from wmil_core.tasks import WmilEnv, make_env
 
 
@@ -36,6 +35,7 @@ class TrainConfig:
 
     task: str = "dmc/reacher-easy"
     demos: str = ""  # demo file (HDF5); its observation mode is the run's
+    method: str = "iqmpc"  # iqmpc | bc
     preset: str = "cpu"  # IQ-MPC size preset (paper | cpu | tdmpc2-1m)
     agent: dict[str, Any] = dataclasses.field(default_factory=dict)  # IQMPCConfig overrides
     demo_episodes: int | None = None  # use only the first N demo episodes
@@ -50,7 +50,7 @@ class TrainConfig:
     episode_length: int | None = None  # cut episodes shorter than the task's (tests, debugging)
     seed: int = 0
     device: str = "auto"  # auto: CUDA when present, else CPU
-    threads: int = 0  # torch CPU threads (0: torch's default)
+    threads: int = 1  # torch CPU threads (0: torch's default; 1 ran faster here, see README)
 
     def __post_init__(self) -> None:
         for name in ("steps", "offline_steps", "seed_steps", "demo_episodes"):
@@ -95,12 +95,11 @@ class Trainer:
         a_dim = int(self.env.action_space.shape[0])
         if self.demos.action_dim != a_dim:
             raise ValueError(f"{cfg.demos}: action size {self.demos.action_dim}, task has {a_dim}")
-        self.agent_cfg: IQMPCConfig = agent_config(cfg.preset, cfg.agent)
-        h = self.agent_cfg.planner.horizon
         shapes = {k: tuple(v["shape"]) for k, v in spec.items()}
         self.device = resolve_device(cfg.device)
-        self.agent = IQMPC(shapes, a_dim, self.env.episode_length, self.agent_cfg, self.device,
-                           seed=cfg.seed)
+        self.agent, self.agent_cfg, h = make_agent(cfg.method, cfg.preset, cfg.agent, shapes,
+                                                   a_dim, self.env.episode_length, self.device,
+                                                   cfg.seed)
         demo_rows = sum(len(e) + 1 for e in self.demos.episodes)
         self.expert = EpisodeBuffer(spec, a_dim, demo_rows, h)
         self.expert.add_dataset(self.demos)
@@ -285,7 +284,7 @@ class Trainer:
         ax.axhline(1.0, color="gray", ls="--", lw=1, label="expert")
         ax.set_xlabel("environment steps")
         ax.set_ylabel("normalized score")
-        ax.set_title(f"IQ-MPC on {self.cfg.task}")
+        ax.set_title(f"{self.cfg.method} on {self.cfg.task}")
         ax.legend()
         fig.tight_layout()
         out = self.run / "plots" / "learning_curve.png"
@@ -297,7 +296,7 @@ class Trainer:
         return out
 
 
-def evaluate_agent(agent: IQMPC, env: WmilEnv, episodes: int, seed: int,
+def evaluate_agent(agent: Any, env: WmilEnv, episodes: int, seed: int,
                    expert_return: float) -> dict[str, Any]:
     """Evaluate the planner (no exploration noise) on seeded episodes."""
     returns, successes, true_r, dec_r = [], [], [], []
@@ -322,8 +321,9 @@ def evaluate_agent(agent: IQMPC, env: WmilEnv, episodes: int, seed: int,
                                    np.stack(actions))
         true_r.append(np.asarray(rewards, dtype=np.float32))
         dec_r.append(dec)
-    corr = float(pearson(torch.from_numpy(np.concatenate(true_r)),
-                         torch.from_numpy(np.concatenate(dec_r))))
+    dec = np.concatenate(dec_r)
+    corr = (float(pearson(torch.from_numpy(np.concatenate(true_r)), torch.from_numpy(dec)))
+            if np.all(np.isfinite(dec)) else None)  # None: the method decodes no reward
     mean = float(np.mean(returns))
     return {
         "episodes": episodes,

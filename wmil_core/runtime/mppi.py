@@ -116,7 +116,7 @@ def sample_noise(cfg: PlannerConfig, action_dim: int, num_q: int,
         actions=rng.standard_normal((it, h, n - npi, a), dtype=F32),
         value=rng.standard_normal((it, h + 1, n, a), dtype=F32),
         heads=heads,
-        select=np.asarray(rng.random(dtype=F32)),
+        select=np.asarray(rng.random(dtype=F32), dtype=F32),
         explore=rng.standard_normal(a, dtype=F32),
     )
 

@@ -1,0 +1,71 @@
+"""Launch the wmil planner, with the simulator (``use_sim``) and the learner (``use_learner``).
+
+    ros2 launch wmil planner.launch.py model:=models/reacher task:=dmc/reacher-easy
+
+Parameters come from ``config/wmil.yaml`` in the package's share directory (the file
+``wmil stack`` reads too); the arguments below override single values. With the simulator in
+lockstep the planner plans once per observation (``trigger: observation``), otherwise on its
+timer at ``rate``.
+"""
+
+from pathlib import Path
+
+from ament_index_python.packages import get_package_share_directory
+from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition
+from launch.launch_description import LaunchDescription
+from launch.substitutions import LaunchConfiguration, PythonExpression
+from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
+
+
+def generate_launch_description() -> LaunchDescription:
+    """The wmil nodes with their parameter file and launch arguments."""
+    params = str(Path(get_package_share_directory("wmil")) / "config" / "wmil.yaml")
+    model = LaunchConfiguration("model")
+    task = LaunchConfiguration("task")
+    use_sim = LaunchConfiguration("use_sim")
+    use_learner = LaunchConfiguration("use_learner")
+    rate = LaunchConfiguration("rate")
+    sim_mode = LaunchConfiguration("sim_mode")
+    trigger = PythonExpression([
+        "'observation' if '", use_sim, "'.lower() == 'true' and '", sim_mode,
+        "' == 'lockstep' else 'timer'"])
+
+    arguments = [
+        DeclareLaunchArgument("model", default_value="",
+                              description="model bundle directory (manifest.json + ONNX)"),
+        DeclareLaunchArgument("task", default_value="",
+                              description="simulated registry task (empty: the model's)"),
+        DeclareLaunchArgument("use_sim", default_value="true",
+                              description="start wmil_sim (false: a real robot's topics)"),
+        DeclareLaunchArgument("use_learner", default_value="false",
+                              description="start wmil_learner (online learning, hot swaps)"),
+        DeclareLaunchArgument("rate", default_value="25.0",
+                              description="planning rate in timer mode, Hz"),
+        DeclareLaunchArgument("sim_mode", default_value="lockstep",
+                              description="lockstep (one step per command) or realtime"),
+    ]
+    planner = Node(
+        package="wmil", executable="planner_node", name="wmil_planner", output="screen",
+        parameters=[params, {
+            "model_dir": ParameterValue(model, value_type=str),
+            "rate": ParameterValue(rate, value_type=float),
+            "trigger": ParameterValue(trigger, value_type=str),
+        }])
+    sim = Node(
+        package="wmil", executable="sim_node", name="wmil_sim", output="screen",
+        condition=IfCondition(use_sim),
+        parameters=[params, {
+            "task": ParameterValue(task, value_type=str),
+            "model_dir": ParameterValue(model, value_type=str),
+            "mode": ParameterValue(sim_mode, value_type=str),
+        }])
+    learner = Node(
+        package="wmil", executable="learner_node", name="wmil_learner", output="screen",
+        condition=IfCondition(use_learner),
+        parameters=[params, {
+            "task": ParameterValue(task, value_type=str),
+            "model_dir": ParameterValue(model, value_type=str),
+        }])
+    return LaunchDescription([*arguments, planner, sim, learner])

@@ -1,0 +1,355 @@
+"""The torch-free runtime: bundle validation, observation checks, MPPI identical to torch."""
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from wmil_core import planning
+from wmil_core.agents.iqmpc import IQMPC, IQMPCConfig
+from wmil_core.config import from_dict
+from wmil_core.export import export_agent
+from wmil_core.runtime import (
+    Planner,
+    PlannerConfig,
+    as_noise,
+    load_bundle,
+    plan,
+    planner_flops,
+    sample_noise,
+    to_actuator,
+    trajectory_value,
+)
+from wmil_core.runtime.flops import mlp_flops
+
+torch.set_num_threads(1)
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = {
+    "model": {"latent_dim": 16, "mlp_dim": 32, "enc_dim": 32, "num_q": 2, "num_channels": 8},
+    "planner": {"num_samples": 32, "num_pi_trajs": 4, "num_elites": 4, "iterations": 2,
+                "horizon": 3},
+}
+MODES = {
+    "state": {"joints": (4,), "features": (6,)},
+    "pixels+joints": {"image": (40, 40, 6), "joints": (4,)},
+}
+META = {"task": "dmc/reacher-easy", "joint_names": ["shoulder", "wrist"],
+        "action_low": [-1.0, 0.0], "action_high": [1.0, 4.0]}
+
+
+def tiny_agent(mode: str, seed: int = 0) -> IQMPC:
+    """A tiny agent whose Q heads are not all zero (their last layer starts at zero)."""
+    torch.manual_seed(seed)
+    agent = IQMPC(MODES[mode], 2, 50, from_dict(IQMPCConfig, TINY))
+    with torch.no_grad():
+        for p in agent.model._Qs.out.parameters():
+            p.normal_(0.0, 0.5)
+    return agent
+
+
+@pytest.fixture(scope="module", params=list(MODES))
+def exported(request, tmp_path_factory):
+    agent = tiny_agent(request.param)
+    out = tmp_path_factory.mktemp("bundles") / "b"
+    export_agent(agent, out, META, batch_check=8)
+    return agent, out
+
+
+@pytest.fixture(scope="module")
+def state_bundle(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bundles") / "state"
+    export_agent(tiny_agent("state"), out, META, batch_check=4)
+    return out
+
+
+def random_obs(spec: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    return {k: (rng.integers(0, 256, s, dtype=np.uint8) if k == "image"
+                else rng.standard_normal(s, dtype=np.float32)) for k, s in spec.items()}
+
+
+# -- torch-free ----------------------------------------------------------------------------------
+def test_importing_the_runtime_does_not_import_torch():
+    code = ("import sys, wmil_core.runtime; "
+            "bad = [m for m in ('torch', 'onnx') if m in sys.modules]; print(bad)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": ""}, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_planner_config_is_the_torch_one():
+    ours = [(f.name, f.default) for f in dataclasses.fields(PlannerConfig)]
+    theirs = [(f.name, f.default) for f in dataclasses.fields(planning.PlannerConfig)]
+    assert ours == theirs
+    with pytest.raises(ValueError, match="num_elites"):
+        PlannerConfig(num_samples=16, num_pi_trajs=2, num_elites=32)
+
+
+# -- MPPI: the numpy twin of planning.py -----------------------------------------------------------
+class Analytic:
+    """z' = z + a; Q = -||z + a - goal||^2 - head / 10; pi proposes tanh(eps), log pi = -|eps|."""
+
+    def __init__(self, goal, xp):
+        self.goal, self.xp = goal, xp
+
+    def next(self, z, a):
+        return z + a
+
+    def pi_sample(self, z, eps):
+        if self.xp is np:
+            return np.tanh(eps), -np.abs(eps).sum(-1, keepdims=True)
+        return torch.tanh(eps), -eps.abs().sum(-1, keepdim=True)
+
+    def _q(self, z, a, heads):
+        d = z + a - self.goal
+        q = -(d * d).sum(-1)[None] - 0.1 * heads[:, None]  # (K, B)
+        return q[..., None]
+
+    def q_heads(self, z, a, heads):
+        return self._q(z, a, heads.astype(np.float32))
+
+    def Q_heads(self, z, a, heads):  # noqa: N802 - the torch planner's name
+        return self._q(z, a, heads.float())
+
+
+def test_numpy_mppi_equals_the_torch_mppi_on_an_analytic_model():
+    goal = [0.4, -0.2]
+    cfg = PlannerConfig(horizon=3, num_samples=64, num_pi_trajs=8, num_elites=8, iterations=3)
+    tcfg = planning.PlannerConfig(**dataclasses.asdict(cfg))
+    np_model = Analytic(np.array(goal, dtype=np.float32), np)
+    t_model = Analytic(torch.tensor(goal), torch)
+    gen = torch.Generator().manual_seed(0)
+    prev_t = prev_n = None
+    for step in range(3):
+        noise = planning.sample_noise(tcfg, 2, 5, gen)
+        ref = planning.plan(t_model, torch.zeros(2), tcfg, 0.9, 0.01, noise, prev_t,
+                            explore=step == 1)
+        got = plan(np_model, np.zeros(2, np.float32), cfg, 0.9, 0.01, as_noise(noise), prev_n,
+                   explore=step == 1)
+        prev_t, prev_n = ref.mean, got.mean
+        np.testing.assert_allclose(got.action, ref.action.numpy(), atol=1e-5)
+        np.testing.assert_allclose(got.mean, ref.mean.numpy(), atol=1e-5)
+        np.testing.assert_allclose(got.std, ref.std.numpy(), atol=1e-5)
+        assert got.value == pytest.approx(float(ref.value), abs=1e-4)
+    # trajectory_value alone
+    z0 = torch.randn(5, 2, generator=gen)
+    acts = torch.rand(3, 5, 2, generator=gen) * 2 - 1
+    eps = torch.randn(4, 5, 2, generator=gen)
+    heads = torch.tensor([[0, 3], [2, 1], [4, 0], [1, 2]])
+    ref = planning.trajectory_value(t_model, z0, acts, 0.9, 0.01, eps, heads)
+    got = trajectory_value(np_model, z0.numpy(), acts.numpy(), 0.9, 0.01, eps.numpy(),
+                           heads.numpy())
+    np.testing.assert_allclose(got, ref.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_sample_noise_has_the_torch_shapes():
+    cfg = PlannerConfig(horizon=3, num_samples=32, num_pi_trajs=4, num_elites=4, iterations=2)
+    ours = sample_noise(cfg, 21, 5, np.random.default_rng(0))  # 21 dims: 2 more iterations
+    theirs = planning.sample_noise(planning.PlannerConfig(**dataclasses.asdict(cfg)), 21, 5,
+                                   torch.Generator().manual_seed(0))
+    for f in dataclasses.fields(ours):
+        a, b = getattr(ours, f.name), getattr(theirs, f.name)
+        assert a.shape == tuple(b.shape), f.name
+        assert a.dtype == (np.int64 if f.name == "heads" else np.float32), f.name
+    assert ours.actions.shape[0] == 4
+    assert np.all(ours.heads[..., 0] != ours.heads[..., 1])
+    assert ours.heads.min() >= 0 and ours.heads.max() < 5 and 0 <= ours.select < 1
+
+
+# -- the planner on exported bundles ---------------------------------------------------------------
+@pytest.mark.parametrize("value_graph", ["fused", "split"])
+def test_runtime_and_torch_plan_the_same_actions(exported, value_graph):
+    agent, out = exported
+    planner = Planner(load_bundle(out), threads=1, value_graph=value_graph)
+    assert planner.value_graph == value_graph
+    cfg, rng = agent.cfg.planner, np.random.default_rng(0)
+    gen = torch.Generator().manual_seed(1)
+    prev, actions = None, []
+    for step in range(4):  # warm starts, one exploring step
+        obs = random_obs(agent.obs_shapes, rng)
+        noise = planning.sample_noise(cfg, 2, 2, gen)
+        with torch.no_grad():
+            z = agent.model.encode(agent.obs_to_tensors(obs))
+        ref = planning.plan(agent.model, z[0], cfg, agent.gamma, agent.cfg.beta, noise,
+                            prev_mean=prev, explore=step == 2)
+        prev = ref.mean
+        action = planner.act(obs, t0=step == 0, explore=step == 2, noise=noise)
+        assert action.dtype == np.float32 and action.shape == (2,)
+        np.testing.assert_allclose(action, ref.action.numpy(), atol=1e-4)
+        np.testing.assert_allclose(planner.last.mean, ref.mean.numpy(), atol=1e-4)
+        np.testing.assert_allclose(planner.last.std, ref.std.numpy(), atol=1e-4)
+        actions.append(action)
+    assert np.ptp(np.stack(actions), axis=0).max() > 1e-3  # not a constant planner
+
+
+def test_act_with_its_own_noise_warm_starts_and_resets(state_bundle):
+    bundle = load_bundle(state_bundle)
+    planner = Planner(bundle, threads=1, seed=3)
+    obs = random_obs({k: v.shape for k, v in bundle.obs_spec.items()}, np.random.default_rng(0))
+    a = planner.act(obs, t0=True)
+    assert np.all(np.abs(a) <= 1) and planner.prev_mean.shape == (3, 2)
+    same = Planner(bundle, threads=1, seed=3)
+    np.testing.assert_array_equal(same.act(obs, t0=True), a)  # seeded: reproducible
+    prev = planner.prev_mean.copy()
+    planner.act(obs)
+    assert not np.array_equal(planner.prev_mean, prev)
+    planner.reset()
+    assert planner.prev_mean is None
+
+
+def test_to_actuator_maps_and_clips(state_bundle):
+    planner = Planner(load_bundle(state_bundle), threads=1)
+    np.testing.assert_allclose(planner.to_actuator(np.array([-1.0, 1.0])), [-1.0, 4.0])
+    np.testing.assert_allclose(planner.to_actuator(np.array([0.0, 0.0])), [0.0, 2.0])
+    np.testing.assert_allclose(planner.to_actuator(np.array([-3.0, 7.0])), [-1.0, 4.0])
+    np.testing.assert_allclose(to_actuator(np.array([0.5]), np.array([0.0]), np.array([2.0])),
+                               [1.5])
+
+
+def test_providers_are_chosen_and_overridable(state_bundle):
+    bundle = load_bundle(state_bundle)
+    planner = Planner(bundle, threads=1)
+    assert planner.providers[-1] == "CPUExecutionProvider"
+    assert Planner(bundle, providers=["CPUExecutionProvider"], threads=2).providers == [
+        "CPUExecutionProvider"]
+    with pytest.raises(ValueError, match="providers: 'NoSuchExecutionProvider'"):
+        Planner(bundle, providers=["NoSuchExecutionProvider"])
+    with pytest.raises(ValueError, match="value_graph: the bundle has no fused value graph"):
+        Planner(bundle, config=dataclasses.replace(bundle.planner, horizon=2),
+                value_graph="fused")
+    # another horizon plans with the split graphs
+    other = Planner(bundle, threads=1, config=dataclasses.replace(bundle.planner, horizon=2))
+    assert other.value_graph == "split" and other.last is None
+    obs = random_obs({k: v.shape for k, v in bundle.obs_spec.items()}, np.random.default_rng(0))
+    assert other.act(obs, t0=True).shape == (2,) and other.last.mean.shape == (2, 2)
+
+
+def _bad_obs(case: str, obs: dict) -> dict:
+    obs = dict(obs)
+    if case == "missing":
+        del obs["joints"]
+    elif case == "shape":
+        obs["joints"] = np.zeros(5, np.float32)
+    elif case == "dtype":
+        obs["joints"] = obs["joints"].astype(np.float64)
+    elif case == "nan":
+        obs["joints"] = obs["joints"].copy()
+        obs["joints"][1] = np.nan
+    elif case == "inf":
+        obs["features"] = np.full(6, np.inf, np.float32)
+    elif case == "unexpected":
+        obs["image"] = np.zeros((4, 4, 3), np.uint8)
+    return obs
+
+
+@pytest.mark.parametrize("case,key,what", [
+    ("missing", "joints", "missing key"), ("shape", "joints", r"shape \(5,\)"),
+    ("dtype", "joints", "dtype float64"), ("nan", "joints", "non-finite"),
+    ("inf", "features", "non-finite"), ("unexpected", "image", "unexpected key"),
+])
+def test_act_rejects_bad_observations_naming_the_key(state_bundle, case, key, what):
+    bundle = load_bundle(state_bundle)
+    planner = Planner(bundle, threads=1)
+    obs = random_obs({k: v.shape for k, v in bundle.obs_spec.items()}, np.random.default_rng(0))
+    with pytest.raises(ValueError, match=what) as err:
+        planner.act(_bad_obs(case, obs))
+    assert f"'{key}'" in str(err.value) and "\n" not in str(err.value)
+    assert planner.prev_mean is None  # nothing happened
+
+
+def test_act_rejects_noise_of_the_wrong_shape(state_bundle):
+    bundle = load_bundle(state_bundle)
+    planner = Planner(bundle, threads=1)
+    obs = random_obs({k: v.shape for k, v in bundle.obs_spec.items()}, np.random.default_rng(0))
+    noise = planner.sample_noise()
+    noise.value = noise.value[:, :2]
+    with pytest.raises(ValueError, match=r"noise.value: shape"):
+        planner.act(obs, noise=noise)
+
+
+# -- bundle validation -----------------------------------------------------------------------------
+def _edit_manifest(root: Path, fn) -> None:
+    m = json.loads((root / "manifest.json").read_text())
+    fn(m)
+    (root / "manifest.json").write_text(json.dumps(m))
+
+
+def _tamper(root: Path) -> None:
+    data = bytearray((root / "q.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (root / "q.onnx").write_bytes(bytes(data))
+
+
+CASES = {
+    "tampered graph": (_tamper, r"q\.onnx: sha256 does not match"),
+    "missing graph": (lambda r: (r / "pi.onnx").unlink(), r"pi\.onnx: listed in the manifest"),
+    "format version": (lambda r: _edit_manifest(r, lambda m: m.update(format_version=2)),
+                       "format_version 2, this runtime reads 1"),
+    "missing key": (lambda r: _edit_manifest(r, lambda m: m.pop("observation")),
+                    "missing key 'observation'"),
+    "missing spec": (lambda r: _edit_manifest(r, lambda m: m["observation"].pop("spec")),
+                     "missing key 'spec'"),
+    "spec dtype": (lambda r: _edit_manifest(
+        r, lambda m: m["observation"]["spec"]["joints"].update(dtype="float64")),
+        r"observation\.spec\.joints\.dtype is 'float64'"),
+    "joints vs names": (lambda r: _edit_manifest(
+        r, lambda m: m["observation"].update(joint_names=["a", "b", "c"])),
+        r"observation\.spec\.joints\.shape \[4\] is not 2 x 3 joint_names"),
+    "unknown key": (lambda r: _edit_manifest(
+        r, lambda m: m["observation"]["spec"].update(depth={"shape": [1], "dtype": "float32"})),
+        r"observation\.spec\.depth: unknown observation key"),
+    "mode mismatch": (lambda r: _edit_manifest(r, lambda m: m.update(obs_mode="pixels")),
+                      "do not fit obs_mode 'pixels'"),
+    "action bounds": (lambda r: _edit_manifest(r, lambda m: m["action"].update(low=[-1.0])),
+                      r"action\.low must be 2 finite numbers"),
+    "planner field": (lambda r: _edit_manifest(r, lambda m: m["planner"].pop("horizon")),
+                      r"planner\.horizon: missing field"),
+    "unlisted graph": (lambda r: _edit_manifest(r, lambda m: m["files"].pop("dynamics.onnx")),
+                       r"graphs\.dynamics\.file 'dynamics\.onnx' is not listed in files"),
+    "path in files": (lambda r: _edit_manifest(
+        r, lambda m: m["files"].update({"../x.onnx": "0"})), "is not a plain file name"),
+    "not json": (lambda r: (r / "manifest.json").write_text("{"), "not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_load_bundle_refuses_a_bad_bundle_in_one_line(state_bundle, tmp_path, case):
+    root = tmp_path / "bundle"
+    shutil.copytree(state_bundle, root)
+    load_bundle(root)  # the copy is fine
+    edit, message = CASES[case]
+    edit(root)
+    with pytest.raises(ValueError, match=message) as err:
+        load_bundle(root)
+    assert "\n" not in str(err.value)
+
+
+def test_load_bundle_reads_the_manifest(state_bundle, tmp_path):
+    b = load_bundle(state_bundle / "manifest.json")
+    assert b.path == state_bundle and b.name == "state" and b.action_dim == 2
+    assert {k: v.shape for k, v in b.obs_spec.items()} == MODES["state"]
+    assert b.joint_names == ["shoulder", "wrist"] and b.value_horizon == 3
+    assert set(b.graphs) == {"encoder", "dynamics", "q", "pi", "value"}
+    with pytest.raises(ValueError, match="no such file"):
+        load_bundle(tmp_path)
+
+
+def test_flops_count_the_layer_shapes():
+    assert mlp_flops([2, 3, 4]) == 2 * (2 * 3 + 3 * 4)
+    model = {"latent_dim": 16, "mlp_dim": 32, "enc_dim": 32, "num_enc_layers": 2,
+             "num_channels": 8}
+    cfg = PlannerConfig(horizon=3, num_samples=32, num_pi_trajs=4, num_elites=4, iterations=2)
+    f = planner_flops(model, {"joints": (4,), "features": (6,)}, 2, cfg)
+    pi, dyn = mlp_flops([16, 32, 32, 4]), mlp_flops([18, 32, 32, 16])
+    q = mlp_flops([18, 32, 32, 1])
+    assert f["encoder"] == mlp_flops([10, 32, 16])
+    assert f["proposals"] == 4 * (3 * pi + 2 * dyn)
+    assert f["iterations"] == 2 * 32 * (3 * dyn + 4 * pi + 12 * q)
+    assert f["total"] == f["encoder"] + f["proposals"] + f["iterations"]

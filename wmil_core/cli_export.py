@@ -1,0 +1,255 @@
+"""``wmil export`` and ``wmil bench planner``: thin commands over :mod:`wmil_core.export`,
+:mod:`wmil_core.runtime` and :func:`bench_planner`.
+
+Wired into the ``wmil`` parser with :func:`add_commands`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wmil_core.config import atomic_write
+
+
+# -- wmil export ---------------------------------------------------------------------------------
+def default_bundle_dir(source: str | Path, name: str | None = None) -> Path:
+    """``models/<name>``; the name defaults to the run directory's."""
+    src = Path(source)
+    run = src.parent.parent if src.is_file() else src
+    return Path("models") / (name or run.resolve().name)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a run's latest checkpoint (or a checkpoint file) as a model bundle."""
+    from wmil_core.export import export_bundle
+
+    out = Path(args.out) if args.out else default_bundle_dir(args.run, args.name)
+    path = export_bundle(args.run, out, name=args.name, batch_check=args.batch_check,
+                         overwrite=args.overwrite)
+    m = json.loads((path / "manifest.json").read_text())
+    check = m["export"]["check"]
+    print(f"exported {m['task']} ({m['obs_mode']}), training step "
+          f"{m['training'].get('step', '?')}, opset {m['export']['opset']}")
+    print(f"self-check against torch (largest absolute difference, tolerance "
+          f"{check['tolerance']:g}):")
+    for graph, diffs in check["max_abs_diff"].items():
+        shown = "  ".join(f"batch {b}: {d:.2e}" for b, d in diffs.items()
+                          if not b.startswith("raw:"))
+        print(f"  {graph + '.onnx':14s} {shown}")
+    print(f"wrote {path} ({len(m['files'])} files + manifest.json)")
+    return 0
+
+
+# -- wmil bench planner ------------------------------------------------------------------------
+def _percentiles(ms: list[float]) -> dict[str, float]:
+    a = np.asarray(ms)
+    return {"p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)),
+            "mean_ms": float(a.mean()), "n": int(a.size)}
+
+
+def matmul_peak(threads: int, size: int = 1024, repeats: int = 5) -> dict[str, float]:
+    """Measured float32 matrix-multiply GFLOP/s: onnxruntime (``threads``) and numpy."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    x_info = helper.make_tensor_value_info("x", TensorProto.FLOAT, [size, size])
+    y_info = helper.make_tensor_value_info("y", TensorProto.FLOAT, [size, size])
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "x"], ["y"])], "peak",
+                              [x_info], [y_info])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(model)
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    sess = ort.InferenceSession(model.SerializeToString(), opts,
+                                providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).standard_normal((size, size), dtype=np.float32)
+    flops = 2.0 * size**3
+
+    def best(fn: Any) -> float:
+        fn()
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return flops / min(times) / 1e9
+
+    return {"onnxruntime": best(lambda: sess.run(None, {"x": x})), "numpy": best(lambda: x @ x)}
+
+
+def _torch_agent(bundle: Any, source: str | Path) -> Any:
+    """The bundle's agent in torch, weights from the checkpoint ``source`` (run or .pt)."""
+    import torch
+
+    from wmil_core.agents.iqmpc import IQMPC, IQMPCConfig
+    from wmil_core.config import from_dict
+    from wmil_core.planning import PlannerConfig
+    from wmil_core.world_model import ModelConfig
+
+    src = Path(source)
+    ckpt = src if src.is_file() else src / "checkpoints" / "latest.pt"
+    if not ckpt.is_file():
+        raise ValueError(f"{ckpt}: no such checkpoint (--run RUN)")
+    m = bundle.manifest
+    cfg = IQMPCConfig(model=from_dict(ModelConfig, m["model"]),
+                      planner=from_dict(PlannerConfig, m["planner"]),
+                      beta=bundle.beta, gamma=bundle.gamma)
+    shapes = {k: v.shape for k, v in bundle.obs_spec.items()}
+    agent = IQMPC(shapes, bundle.action_dim, 1000, cfg)
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        agent.model.load_state_dict(state["agent"]["model"])
+    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is one user error
+        raise ValueError(f"{ckpt}: not a checkpoint of this bundle's model ({exc})") from None
+    agent.model.eval()
+    return agent
+
+
+def bench_planner(model_dir: str | Path, run: str | Path | None = None,
+                  samples: int | None = None, iterations: int | None = None,
+                  horizon: int | None = None, threads: int = 1, repeats: int = 50,
+                  warmup: int = 5, seed: int = 0,
+                  out: str | Path | None = None) -> dict[str, Any]:
+    """Planning latency of the torch planner and the runtime planner on the same model.
+
+    Both plan from the same observations with the same noise, alternating step by step (so
+    machine load hits both alike), warm-started like the agent; the noise is drawn outside
+    the timed region. Reports p50/p99 of each, their ratio, the largest action difference,
+    and the runtime's GFLOP/s against this machine's measured matrix-multiply peak.
+    """
+    import torch
+
+    from wmil_core.planning import PlannerConfig as TorchPlannerConfig
+    from wmil_core.planning import plan, sample_noise
+    from wmil_core.runtime import Planner, as_noise, load_bundle, planner_flops
+
+    bundle = load_bundle(model_dir)
+    source = run or (bundle.manifest.get("source") or {}).get("checkpoint")
+    if not source:
+        raise ValueError(f"{model_dir}: the manifest names no source checkpoint (--run RUN)")
+    if threads < 0 or repeats < 1 or warmup < 0:
+        raise ValueError("threads, repeats, warmup: must be >= 0, >= 1, >= 0")
+    if threads:
+        torch.set_num_threads(threads)
+    agent = _torch_agent(bundle, source)
+    over = {k: v for k, v in (("num_samples", samples), ("iterations", iterations),
+                              ("horizon", horizon)) if v is not None}
+    rcfg = dataclasses.replace(bundle.planner, **over)
+    tcfg = TorchPlannerConfig(**dataclasses.asdict(rcfg))
+    planner = Planner(bundle, threads=threads or None, config=rcfg, seed=seed)
+    rng = np.random.default_rng(seed)
+    obs = {k: (rng.integers(0, 256, v.shape, dtype=np.uint8) if v.dtype == "uint8"
+               else rng.standard_normal(v.shape, dtype=np.float32))
+           for k, v in bundle.obs_spec.items()}
+    obs_t = agent.obs_to_tensors(obs)
+    gen = torch.Generator().manual_seed(seed)
+    a_dim, num_q = bundle.action_dim, bundle.num_q
+    t_ms, r_ms, diffs = [], [], []
+    prev = None
+    for i in range(warmup + repeats):
+        noise = sample_noise(tcfg, a_dim, num_q, gen)
+        noise_np = as_noise(noise)
+        t = time.perf_counter()
+        with torch.no_grad():
+            z = agent.model.encode(obs_t)
+            res = plan(agent.model, z[0], tcfg, agent.gamma, agent.cfg.beta, noise, prev)
+        t1 = time.perf_counter()
+        action = planner.act(obs, t0=i == 0, noise=noise_np)
+        t2 = time.perf_counter()
+        prev = res.mean
+        if i >= warmup:
+            t_ms.append(1000 * (t1 - t))
+            r_ms.append(1000 * (t2 - t1))
+            diffs.append(float(np.abs(action - res.action.numpy()).max()))
+    flops = planner_flops(bundle.manifest["model"], {k: v.shape for k, v in
+                                                      bundle.obs_spec.items()}, a_dim, rcfg)
+    peak = matmul_peak(threads)
+    tp, rp = _percentiles(t_ms), _percentiles(r_ms)
+    r_gflops = flops["total"] / (rp["p50_ms"] / 1000) / 1e9
+    result = {
+        "benchmark": "planner",
+        "bundle": str(Path(model_dir)),
+        "name": bundle.name,
+        "checkpoint": str(source),
+        "task": bundle.manifest["task"],
+        "obs_mode": bundle.manifest["obs_mode"],
+        "model": bundle.manifest["model"],
+        "planner": dataclasses.asdict(rcfg),
+        "iterations_run": rcfg.iterations_for(a_dim),
+        "threads": threads,
+        "providers": planner.providers,
+        "value_graph": planner.value_graph,
+        "value_graph_ms": ({k: 1000 * v for k, v in planner.value_graph_times.items()}
+                           if planner.value_graph_times else None),
+        "machine": platform.processor() or platform.machine(),
+        "torch": tp,
+        "runtime": rp,
+        "speedup_p50": tp["p50_ms"] / rp["p50_ms"],
+        "speedup_p99": tp["p99_ms"] / rp["p99_ms"],
+        "max_action_diff": max(diffs),
+        "flops_per_plan": flops,
+        "runtime_gflops": r_gflops,
+        "torch_gflops": flops["total"] / (tp["p50_ms"] / 1000) / 1e9,
+        "peak_gflops": peak,
+        "runtime_fraction_of_peak": r_gflops / peak["onnxruntime"],
+    }
+    if out:
+        atomic_write(out, json.dumps(result, indent=2))
+    return result
+
+
+def cmd_bench_planner(args: argparse.Namespace) -> int:
+    """Torch planner against the runtime planner on one bundle; print and save JSON."""
+    from wmil_core.runtime import load_bundle
+
+    name = load_bundle(args.model).name
+    out = args.out or f"bench/planner-{name}.json"
+    r = bench_planner(args.model, args.run, args.samples, args.iterations, args.horizon,
+                      args.threads, args.repeats, out=out)
+    p = r["planner"]
+    print(f"{r['name']} ({r['task']}, {r['obs_mode']}): {p['num_samples']} samples x "
+          f"{r['iterations_run']} iterations x horizon {p['horizon']}, {r['threads']} thread(s), "
+          f"{', '.join(r['providers'])}, value graph {r['value_graph']}")
+    for who in ("torch", "runtime"):
+        print(f"  {who:8s} p50 {r[who]['p50_ms']:8.2f} ms  p99 {r[who]['p99_ms']:8.2f} ms")
+    print(f"  runtime speed-up: {r['speedup_p50']:.2f}x at p50, {r['speedup_p99']:.2f}x at p99 "
+          f"(largest action difference {r['max_action_diff']:.1e})")
+    print(f"  {r['flops_per_plan']['total'] / 1e6:.1f} MFLOP per plan: runtime "
+          f"{r['runtime_gflops']:.2f} GFLOP/s = {100 * r['runtime_fraction_of_peak']:.1f}% of the "
+          f"measured MatMul peak {r['peak_gflops']['onnxruntime']:.1f} GFLOP/s")
+    print(f"wrote {out}")
+    return 0
+
+
+def add_commands(sub: Any, bench_sub: Any) -> None:
+    """Add ``export`` to the ``wmil`` subcommands and ``planner`` to the ``bench`` ones."""
+    ex = sub.add_parser("export", help="export a run or checkpoint as a model bundle (ONNX)")
+    ex.add_argument("run", metavar="RUN|CHECKPOINT", help="run directory or checkpoint file")
+    ex.add_argument("--out", default=None, help="bundle directory (default: models/<name>)")
+    ex.add_argument("--name", default=None, help="bundle name (default: the run's)")
+    ex.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    ex.add_argument("--batch-check", dest="batch_check", type=int, default=64,
+                    help="batch size N of the self-check (also checked at 1)")
+    ex.set_defaults(func=cmd_export)
+
+    bp = bench_sub.add_parser("planner", help="torch planner against the runtime planner")
+    bp.add_argument("model", metavar="MODEL_DIR", help="model bundle directory")
+    bp.add_argument("--run", default=None,
+                    help="run or checkpoint of the torch model (default: the manifest's source)")
+    bp.add_argument("--samples", type=int, default=None, help="N (default: the bundle's)")
+    bp.add_argument("--iterations", type=int, default=None)
+    bp.add_argument("--horizon", type=int, default=None)
+    bp.add_argument("--threads", type=int, default=1, help="threads of both (0: defaults)")
+    bp.add_argument("--repeats", type=int, default=50, help="timed planning steps of each")
+    bp.add_argument("--out", default=None, help="JSON (default: bench/planner-<name>.json)")
+    bp.set_defaults(func=cmd_bench_planner)

@@ -1,0 +1,602 @@
+"""Export a trained agent as a torch-free model bundle (``manifest.json`` + ONNX graphs).
+
+Graphs (opset 17, dynamic batch axis ``B``; ``N`` candidates in the fused graph):
+
+- ``encoder.onnx``: one input per observation key (``joints``/``features`` float32 (B, n),
+  ``image`` uint8 (B, H, W, C)) -> ``z`` (B, L)
+- ``dynamics.onnx``: ``z`` (B, L), ``a`` (B, A) -> ``z_next`` (B, L)
+- ``q.onnx``: ``z``, ``a``, ``heads`` int64 (K,) -> ``q`` (K, B, 1), the selected heads
+- ``pi.onnx``: ``z``, ``eps`` (B, A) -> ``action``, ``log_pi`` (B, 1), ``mean_action``
+- ``value.onnx``: ``z0`` (N, L), ``actions`` (H, N, A), ``value_eps`` (H+1, N, A),
+  ``heads`` (H+1, 2) int64 -> ``value`` (N, 1)
+
+``value.onnx`` computes ``wmil_core.planning.trajectory_value`` for the bundle's horizon, with
+gamma and beta baked in (:class:`ValueGraph`; ``q.onnx`` goes through :class:`QHeads`: both
+restate torch code the tracer cannot export, and are checked against the originals).
+
+The export is written to a temporary directory beside the target, checked (``onnx.checker``;
+every graph against torch at batch 1 and N, largest absolute difference <= 1e-4) and only then
+renamed into place: a failed or interrupted export leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import datetime
+import io
+import json
+import math
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from wmil_core.config import atomic_write, to_dict
+from wmil_core.nn.layers import QEnsemble, simnorm
+from wmil_core.planning import trajectory_value
+from wmil_core.runtime.bundle import FORMAT_VERSION, GRAPH_IO, MANIFEST, load_bundle, sha256_file
+from wmil_core.world_model import WorldModel
+
+OPSET = 17
+_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+TOLERANCE = 1e-4  # largest absolute difference allowed between ONNX and torch
+META_KEYS = {"name", "task", "obs_mode", "joint_names", "action_low", "action_high",
+             "training", "source"}
+
+
+# -- the graphs as modules -----------------------------------------------------------------------
+def fast_mish(x: Tensor) -> Tensor:
+    """Mish, x tanh(softplus(x)), as x n / (n + 2) with n = e^x (e^x + 2) (an identity).
+
+    onnxruntime's CPU Softplus is scalar code: the exported ``Softplus -> Tanh -> Mul`` took
+    60% of the fused value graph; Exp, Mul, Add and Div are vectorised (8x faster). Beyond
+    x = 20 the ratio is 1 in float32, so e^x is clamped there to avoid inf / inf.
+    """
+    e = torch.exp(torch.clamp(x, max=20.0))
+    n = e * (e + 2.0)
+    return x * (n / (n + 2.0))
+
+
+class FastMish(nn.Module):
+    """:func:`fast_mish` as a module (replaces ``nn.Mish`` in the exported copy)."""
+
+    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+        return fast_mish(x)
+
+
+def export_copy(model: WorldModel) -> WorldModel:
+    """A CPU, eval-mode copy of ``model`` with every ``nn.Mish`` replaced by :class:`FastMish`."""
+    copy_ = copy.deepcopy(model).cpu().eval()
+    for module in copy_.modules():
+        for name, child in module.named_children():
+            if isinstance(child, nn.Mish):
+                setattr(module, name, FastMish())
+    return copy_
+
+
+class EncoderGraph(nn.Module):
+    """h: one input per observation key (in ``keys`` order) -> z."""
+
+    def __init__(self, model: WorldModel, keys: list[str]) -> None:
+        super().__init__()
+        self.model, self.keys = model, keys
+
+    def forward(self, *obs: Tensor) -> Tensor:  # noqa: D102
+        return self.model.encode(dict(zip(self.keys, obs)))
+
+
+class DynamicsGraph(nn.Module):
+    """d: (z, a) -> z'."""
+
+    def __init__(self, model: WorldModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, z: Tensor, a: Tensor) -> Tensor:  # noqa: D102
+        return self.model.next(z, a)
+
+
+class QHeads(nn.Module):
+    """``QEnsemble.forward(x, heads)`` (eval mode) written for the ONNX tracer.
+
+    The ensemble normalises with ``F.layer_norm(v, v.shape[-1:])``, a traced, non-constant
+    shape that the TorchScript exporter refuses; here the widths are Python ints (and Mish is
+    :func:`fast_mish`). The export check compares the graph with the ensemble itself, so any
+    drift fails the export.
+    """
+
+    def __init__(self, q: QEnsemble) -> None:
+        super().__init__()
+        self.q = q
+        self.widths = (int(q.l1.weight.shape[-1]), int(q.l2.weight.shape[-1]))
+
+    def forward(self, x: Tensor, heads: Tensor) -> Tensor:  # noqa: D102
+        q = self.q
+
+        def lin(layer: nn.Module, v: Tensor) -> Tensor:  # (B, in) or (K, B, in) -> (K, B, out)
+            return torch.matmul(v, layer.weight[heads]) + layer.bias[heads]
+
+        def norm(layer: nn.Module, v: Tensor, width: int) -> Tensor:
+            v = F.layer_norm(v, (width,), eps=layer.eps)
+            return v * layer.weight[heads] + layer.bias[heads]
+
+        h = fast_mish(norm(q.ln1, lin(q.l1, x), self.widths[0]))
+        h = fast_mish(norm(q.ln2, lin(q.l2, h), self.widths[1]))
+        return lin(q.out, h)
+
+
+def accurate_tanh(x: Tensor) -> Tensor:
+    """tanh(x) as sign(x) (1 - 2 / (e^(2|x|) + 1)): within 1.2e-7 of tanh everywhere.
+
+    Where tanh saturates, pi's log(1 - a^2 + 1e-6) turns a last-place difference in ``a``
+    into up to 0.35 of log pi. onnxruntime's Tanh differs from torch's in the last place for
+    38% of |x| > 5; this form, 0.02% (measured over [-12, 12]).
+    """
+    t = 1.0 - 2.0 / (torch.exp(2.0 * x.abs()) + 1.0)  # e^(2|x|) = inf gives exactly 1
+    return torch.where(x < 0, -t, t)
+
+
+class TraceableModel(nn.Module):
+    """The planning interface of a WorldModel (``next``, ``pi``, ``pi_sample``, ``Q_heads``),
+    traceable, with :func:`accurate_tanh` in the policy prior."""
+
+    def __init__(self, model: WorldModel) -> None:
+        super().__init__()
+        self.model = model
+        self.q_heads = QHeads(model._Qs)
+
+    def next(self, z: Tensor, a: Tensor) -> Tensor:  # noqa: D102
+        return self.model.next(z, a)
+
+    def pi(self, z: Tensor, eps: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``WorldModel.pi(z, eps=eps)``: (tanh(mean), action, log pi)."""
+        m = self.model
+        mu, log_std = m._pi(z).chunk(2, -1)
+        log_std = m.log_std_min + 0.5 * m.log_std_dif * (torch.tanh(log_std) + 1)
+        u = mu + eps * log_std.exp()
+        log_pi = (-0.5 * eps.pow(2) - log_std - _LOG_SQRT_2PI).sum(-1, keepdim=True)
+        a = accurate_tanh(u)
+        log_pi = log_pi - torch.log(torch.relu(1 - a.pow(2)) + 1e-6).sum(-1, keepdim=True)
+        return accurate_tanh(mu), a, log_pi
+
+    def pi_sample(self, z: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:  # noqa: D102
+        _, a, log_pi = self.pi(z, eps)
+        return a, log_pi
+
+    def Q_heads(self, z: Tensor, a: Tensor, heads: Tensor) -> Tensor:  # noqa: D102, N802
+        return self.q_heads(torch.cat([z, a], -1), heads)
+
+
+class QGraph(nn.Module):
+    """Q of the selected heads: (z, a, heads (K,)) -> (K, B, 1)."""
+
+    def __init__(self, model: WorldModel) -> None:
+        super().__init__()
+        self.model = TraceableModel(model)
+
+    def forward(self, z: Tensor, a: Tensor, heads: Tensor) -> Tensor:  # noqa: D102
+        return self.model.Q_heads(z, a, heads)
+
+
+class PiGraph(nn.Module):
+    """Policy prior with given noise: (z, eps) -> (action, log pi, tanh(mean))."""
+
+    def __init__(self, model: WorldModel, traceable: bool = True) -> None:
+        super().__init__()
+        self.model = model
+        self.traceable = TraceableModel(model) if traceable else None
+
+    def forward(self, z: Tensor, eps: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # noqa: D102
+        if self.traceable is not None:
+            mean_action, action, log_pi = self.traceable.pi(z, eps)
+        else:  # the reference: WorldModel.pi itself
+            mean_action, action, log_pi, _ = self.model.pi(z, eps=eps)
+        return action, log_pi, mean_action
+
+
+class ValueGraph(nn.Module):
+    """``planning.trajectory_value`` for a fixed horizon, gamma and beta, written for the tracer.
+
+    The same steps in the same order, on :class:`TraceableModel`; besides, the stacked Q batch
+    is sliced with the traced ``N`` where ``trajectory_value`` calls ``split(n)`` (which the
+    exporter would bake in as a constant). The export check compares it with
+    ``trajectory_value`` on the untouched model.
+    """
+
+    def __init__(self, model: WorldModel, gamma: float, beta: float, horizon: int) -> None:
+        super().__init__()
+        self.model = TraceableModel(model)
+        self.gamma, self.beta, self.horizon = gamma, beta, horizon
+
+    def forward(self, z0: Tensor, actions: Tensor, value_eps: Tensor,  # noqa: D102
+                heads: Tensor) -> Tensor:
+        m, gamma, beta, horizon = self.model, self.gamma, self.beta, self.horizon
+        n = z0.shape[0]
+        z = z0
+        _, log_pi = m.pi_sample(z, value_eps[0])  # entropy term at z_0
+        q_za = m.Q_heads(z, actions[0], heads[0]).amin(0)  # Q(z_0, a_0): (N, 1)
+        g = torch.zeros_like(q_za)
+        discount = 1.0
+        for t in range(horizon):
+            z = m.next(z, actions[t])  # z_{t+1}
+            a_pi, log_pi_next = m.pi_sample(z, value_eps[t + 1])
+            if t + 1 < horizon:  # Q(z_{t+1}, a_{t+1}) and Q(z_{t+1}, pi) in one call
+                qs = m.Q_heads(torch.cat([z, z]), torch.cat([actions[t + 1], a_pi]),
+                               heads[t + 1])  # (2, 2N, 1)
+                q_min = qs.amin(0)
+                q_next_a, q_next_pi = q_min[:n], q_min[n:]
+            else:
+                qs = m.Q_heads(z, a_pi, heads[t + 1])  # (2, N, 1)
+                q_next_pi = qs.amin(0)
+            v_next = q_next_pi - beta * log_pi_next
+            r = q_za - gamma * v_next
+            g = g + discount * (r - beta * log_pi)
+            discount *= gamma
+            log_pi = log_pi_next
+            if t + 1 < horizon:
+                q_za = q_next_a
+        v_terminal = qs.mean(0) - beta * log_pi  # average of the two heads at z_H
+        return g + discount * v_terminal
+
+
+@dataclasses.dataclass
+class GraphSpec:
+    """One graph to export: its module, names, dynamic axes, a random-input maker, and the
+    torch reference (the trained model's own methods) it is checked against."""
+
+    module: nn.Module
+    inputs: list[str]
+    outputs: list[str]
+    dynamic_axes: dict[str, dict[int, str]]
+    make_inputs: Callable[[int, torch.Generator], tuple[Tensor, ...]]
+    reference: Callable[..., Any]
+    compare: Callable[[list[np.ndarray], tuple[Tensor, ...]], float] | None = None
+
+
+def _tanh_correction(a: Tensor) -> Tensor:
+    """The change-of-variables term of ``WorldModel.pi``: sum log(relu(1 - a^2) + 1e-6)."""
+    return torch.log(torch.relu(1 - a.pow(2)) + 1e-6).sum(-1, keepdim=True)
+
+
+def compare_pi(got: list[np.ndarray], ref: tuple[Tensor, ...]) -> float:
+    """Largest difference of pi's outputs, log pi taken at the graph's own action.
+
+    Near |a| = 1 the correction log(1 - a^2 + 1e-6) turns a one-ulp difference between two
+    tanh implementations into up to 0.1 of log pi: ill-conditioned in torch itself, not an
+    export error. So the reference log pi is torch's with its correction term evaluated at
+    the ONNX action (bit-identical float32 ops), and the actions are compared directly.
+    """
+    action, log_pi, mean_action = got
+    ref_action, ref_log_pi, ref_mean = ref
+    conditioned = (ref_log_pi + _tanh_correction(ref_action)
+                   - _tanh_correction(torch.from_numpy(action)))
+    return max(_max_abs_diff(action, ref_action.numpy()),
+               _max_abs_diff(mean_action, ref_mean.numpy()),
+               _max_abs_diff(log_pi, conditioned.numpy()))
+
+
+def graph_specs(model: WorldModel, reference: WorldModel,
+                obs_shapes: Mapping[str, tuple[int, ...]], gamma: float, beta: float,
+                horizon: int) -> dict[str, GraphSpec]:
+    """The five graphs of a bundle: traced from ``model`` (an :func:`export_copy`), checked
+    against ``reference`` (the untouched model, eval mode, on the CPU)."""
+    lat, a_dim, num_q = model.cfg.latent_dim, model.action_dim, model.cfg.num_q
+    group = model.cfg.simnorm_dim
+    keys = list(obs_shapes)
+
+    def latent(shape: tuple[int, ...], g: torch.Generator) -> Tensor:
+        return simnorm(3 * torch.randn(*shape, lat, generator=g), group)
+
+    def uniform(shape: tuple[int, ...], g: torch.Generator) -> Tensor:
+        return 2 * torch.rand(*shape, a_dim, generator=g) - 1
+
+    def heads(rows: int, k: int, g: torch.Generator) -> Tensor:
+        return torch.stack([torch.randperm(num_q, generator=g)[:k] for _ in range(rows)])
+
+    def obs(b: int, g: torch.Generator) -> tuple[Tensor, ...]:
+        return tuple(
+            torch.randint(0, 256, (b, *obs_shapes[k]), generator=g, dtype=torch.uint8)
+            if k == "image" else torch.randn(b, *obs_shapes[k], generator=g) for k in keys)
+
+    batch = {0: "B"}
+    names = GRAPH_IO
+    specs = {
+        "encoder": GraphSpec(EncoderGraph(model, keys), keys, ["z"],
+                             {k: batch for k in [*keys, "z"]}, obs,
+                             reference=EncoderGraph(reference, keys)),
+        "dynamics": GraphSpec(DynamicsGraph(model), *map(list, names["dynamics"]),
+                              {"z": batch, "a": batch, "z_next": batch},
+                              lambda b, g: (latent((b,), g), uniform((b,), g)),
+                              reference=reference.next),
+        # batch 1 with two heads, batch N with every head in a random order
+        "q": GraphSpec(QGraph(model), *map(list, names["q"]),
+                       {"z": batch, "a": batch, "heads": {0: "K"}, "q": {0: "K", 1: "B"}},
+                       lambda b, g: (latent((b,), g), uniform((b,), g),
+                                     heads(1, 2 if b == 1 else num_q, g)[0]),
+                       reference=reference.Q_heads),
+        "pi": GraphSpec(PiGraph(model), *map(list, names["pi"]),
+                        {k: batch for k in ["z", "eps", "action", "log_pi", "mean_action"]},
+                        lambda b, g: (latent((b,), g), torch.randn(b, a_dim, generator=g)),
+                        reference=PiGraph(reference, traceable=False), compare=compare_pi),
+        "value": GraphSpec(ValueGraph(model, gamma, beta, horizon), *map(list, names["value"]),
+                           {"z0": {0: "N"}, "actions": {1: "N"}, "value_eps": {1: "N"},
+                            "value": {0: "N"}},
+                           lambda b, g: (latent((b,), g), uniform((horizon, b), g),
+                                         torch.randn(horizon + 1, b, a_dim, generator=g),
+                                         heads(horizon + 1, 2, g)),
+                           reference=lambda z0, acts, eps, hs: trajectory_value(
+                               reference, z0, acts, gamma, beta, eps, hs)),
+    }
+    for spec in specs.values():
+        spec.module.eval()
+        if isinstance(spec.reference, nn.Module):
+            spec.reference.eval()
+    return specs
+
+
+def export_graph(spec: GraphSpec, path: Path, opset: int = OPSET) -> None:
+    """Trace ``spec.module`` to ONNX at ``path`` and run ``onnx.checker`` on it."""
+    example = spec.make_inputs(3, torch.Generator().manual_seed(1))  # batch 3: nothing folds
+    # eval mode, and the wrapper too: the exporter restores the wrapper's own mode afterwards,
+    # recursively, and a wrapper left in training mode would switch on ShiftAug and dropout
+    spec.module.eval()
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(spec.module, example, buf, dynamo=False, opset_version=opset,
+                          input_names=spec.inputs, output_names=spec.outputs,
+                          dynamic_axes=spec.dynamic_axes, do_constant_folding=True)
+    graph = onnx.load_from_string(buf.getvalue())
+    onnx.checker.check_model(graph, full_check=True)
+    atomic_write(path, buf.getvalue())
+
+
+def _max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    if a.shape != b.shape:
+        return float("inf")
+    both_nan = np.isnan(a) & np.isnan(b)
+    d = np.abs(a.astype(np.float64) - b.astype(np.float64))
+    d[both_nan] = 0.0
+    return float(d.max()) if d.size else 0.0
+
+
+def check_graph(spec: GraphSpec, path: Path, batches: tuple[int, ...],
+                seed: int = 0) -> dict[str, float]:
+    """Largest absolute difference between the ONNX graph and torch, per batch size.
+
+    ``raw:<batch>`` entries hold the plain difference of every output where ``spec.compare``
+    measures differently (information only).
+    """
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.log_severity_level = 4
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    out: dict[str, float] = {}
+    for b in batches:
+        inputs = spec.make_inputs(b, torch.Generator().manual_seed(seed + b))
+        with torch.no_grad():
+            ref = spec.reference(*inputs)
+        ref = ref if isinstance(ref, tuple) else (ref,)
+        try:
+            got = sess.run(None, {n: x.numpy() for n, x in zip(spec.inputs, inputs)})
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ValueError(f"export check failed: {path.name} does not run at batch {b} "
+                             f"({msg})") from None
+        raw = max(_max_abs_diff(g, r.numpy()) for g, r in zip(got, ref))
+        if spec.compare is None:
+            out[str(b)] = raw
+        else:
+            out[str(b)] = spec.compare(got, ref)
+            out[f"raw:{b}"] = raw
+    return out
+
+
+# -- the bundle ------------------------------------------------------------------------------------
+def _obs_mode(keys: set[str]) -> str:
+    if "image" not in keys:
+        return "state"
+    return "pixels+joints" if "joints" in keys else "pixels"
+
+
+def build_manifest(agent: Any, meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest of ``agent`` without ``files`` and ``export`` (see DESIGN.md, Artefacts)."""
+    unknown = sorted(set(meta) - META_KEYS)
+    if unknown:
+        known = ", ".join(sorted(META_KEYS))
+        raise ValueError(f"meta: unknown key {unknown[0]!r} (known: {known})")
+    for key in ("task", "action_low", "action_high"):
+        if key not in meta:
+            raise ValueError(f"meta: missing key {key!r}")
+    shapes = {k: [int(s) for s in v] for k, v in agent.obs_shapes.items()}
+    spec = {k: {"shape": shapes[k], "dtype": "uint8" if k == "image" else "float32"}
+            for k in shapes}
+    observation: dict[str, Any] = {"spec": spec,
+                                   "joint_names": list(meta.get("joint_names") or [])}
+    if "image" in shapes:
+        h, _, c = shapes["image"]
+        observation["image"] = {"size": h, "frames": c // 3}
+    low = np.asarray(meta["action_low"], dtype=np.float64).reshape(-1)
+    high = np.asarray(meta["action_high"], dtype=np.float64).reshape(-1)
+    a_dim = int(agent.action_dim)
+    if low.shape != (a_dim,) or high.shape != (a_dim,):
+        raise ValueError(f"meta: action_low/action_high must have {a_dim} values")
+    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and np.all(low < high)):
+        raise ValueError("meta: action bounds must be finite with action_low < action_high")
+    cfg = agent.cfg
+    return {
+        "format_version": FORMAT_VERSION,
+        "name": meta.get("name"),
+        "task": meta["task"],
+        "obs_mode": meta.get("obs_mode") or _obs_mode(set(shapes)),
+        "observation": observation,
+        "action": {"dim": a_dim, "low": low.tolist(), "high": high.tolist()},
+        "planner": to_dict(cfg.planner),
+        "mpc": bool(cfg.mpc),
+        "gamma": float(agent.gamma),
+        "beta": float(cfg.beta),
+        "num_q": int(cfg.model.num_q),
+        "latent_dim": int(cfg.model.latent_dim),
+        "model": to_dict(cfg.model),
+        "training": dict(meta.get("training") or {}),
+        "source": meta.get("source"),
+    }
+
+
+def _staging_dir(out_dir: Path, overwrite: bool) -> Path:
+    if out_dir.exists() and not overwrite:
+        raise ValueError(f"{out_dir}: exists already (overwrite it with --overwrite)")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial",
+                                 dir=out_dir.parent))
+
+
+def _move_into_place(tmp: Path, out_dir: Path, overwrite: bool) -> None:
+    if not out_dir.exists():
+        os.replace(tmp, out_dir)
+        return
+    if not overwrite:
+        raise ValueError(f"{out_dir}: exists already (overwrite it with --overwrite)")
+    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
+    os.replace(out_dir, old / "bundle")
+    os.replace(tmp, out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def export_agent(agent: Any, out_dir: str | Path, meta: Mapping[str, Any],
+                 batch_check: int = 64, overwrite: bool = False) -> Path:
+    """Write ``agent`` (an ``IQMPC``) as a bundle at ``out_dir``; returns ``out_dir``.
+
+    ``meta``: ``task``, ``action_low``/``action_high`` (actuator units), ``joint_names``, and
+    optionally ``name``, ``obs_mode``, ``training`` ({step, updates, evaluation}), ``source``.
+    Every graph is checked against torch at batch 1 and ``batch_check``; a difference above
+    1e-4, or any failure, raises and leaves no directory behind.
+    """
+    out_dir = Path(out_dir)
+    if batch_check < 2:
+        raise ValueError(f"batch_check: must be >= 2, got {batch_check}")
+    manifest = build_manifest(agent, meta)
+    manifest["name"] = manifest["name"] or out_dir.name
+    # copies: the caller's model is left untouched (mode, device, weights)
+    reference = copy.deepcopy(agent.model).cpu().eval()
+    horizon = agent.cfg.planner.horizon
+    specs = graph_specs(export_copy(agent.model), reference, agent.obs_shapes,
+                        float(agent.gamma), float(agent.cfg.beta), horizon)
+    tmp = _staging_dir(out_dir, overwrite)
+    try:
+        graphs: dict[str, Any] = {}
+        diffs: dict[str, dict[str, float]] = {}
+        for name, spec in specs.items():
+            path = tmp / f"{name}.onnx"
+            export_graph(spec, path)
+            diffs[name] = check_graph(spec, path, (1, batch_check))
+            graphs[name] = {"file": path.name, "inputs": spec.inputs, "outputs": spec.outputs}
+        graphs["value"]["horizon"] = horizon
+        checked = {n: {b: v for b, v in d.items() if not b.startswith("raw:")}
+                   for n, d in diffs.items()}
+        worst = max(max(d.values()) for d in checked.values())
+        manifest["graphs"] = graphs
+        manifest["export"] = {
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "opset": OPSET,
+            "torch": torch.__version__, "onnx": onnx.__version__,
+            "onnxruntime": ort.__version__,
+            "check": {"batches": [1, batch_check], "tolerance": TOLERANCE,
+                      "max_abs_diff": diffs, "worst": worst, "passed": worst <= TOLERANCE},
+        }
+        if not worst <= TOLERANCE:
+            bad = max(checked, key=lambda n: max(checked[n].values()))
+            raise ValueError(f"export check failed: {bad}.onnx differs from torch by "
+                             f"{max(checked[bad].values()):.3g} > {TOLERANCE:g}")
+        manifest["files"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
+        atomic_write(tmp / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        load_bundle(tmp)  # the runtime must accept what was written
+        _move_into_place(tmp, out_dir, overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+# -- from a run directory or checkpoint ------------------------------------------------------------
+def load_trained(run_or_checkpoint: str | Path) -> tuple[Any, dict[str, Any]]:
+    """(trainer, checkpoint state) of a run directory or checkpoint file, agent loaded.
+
+    The trainer is built from the run's config (a small behaviour buffer: nothing of it is
+    restored) and gives the task's joint names and action bounds.
+    """
+    import dataclasses as dc
+
+    from wmil_core.config import from_dict
+    from wmil_core.presets import agent_config
+    from wmil_core.train import TrainConfig, Trainer, load_run_config
+
+    src = Path(run_or_checkpoint)
+    ckpt = src if src.is_file() else src / "checkpoints" / "latest.pt"
+    if not ckpt.is_file():
+        raise ValueError(f"{ckpt}: no such checkpoint (expected a run directory or a .pt file)")
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        agent_state = state["agent"]
+    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is one user error
+        raise ValueError(f"{ckpt}: corrupt or incompatible checkpoint ({exc})") from None
+    run = ckpt.parent.parent
+    cfg = (load_run_config(run) if (run / "config.yaml").is_file()
+           else from_dict(TrainConfig, dict(state["config"])))
+    horizon = agent_config(cfg.preset, cfg.agent).planner.horizon
+    cfg = dc.replace(cfg, device="cpu", threads=0, buffer_size=horizon + 1)
+    trainer = Trainer(cfg, run, progress=False)
+    try:
+        trainer.agent.load_state_dict(agent_state)
+    except Exception as exc:  # noqa: BLE001
+        raise ValueError(f"{ckpt}: does not fit the run's agent config ({exc})") from None
+    trainer.step = int(state.get("step", 0))
+    trainer.history = list(state.get("history", []))
+    return trainer, {"checkpoint": ckpt.resolve(), "run": run.resolve()}
+
+
+EVAL_KEYS = ("step", "episodes", "normalized_score", "return_mean", "return_std",
+             "success_rate", "reward_correlation")
+
+
+def export_bundle(run_or_checkpoint: str | Path, out_dir: str | Path, name: str | None = None,
+                  batch_check: int = 64, overwrite: bool = False) -> Path:
+    """Export the latest checkpoint of a run (or a checkpoint file) as a bundle at ``out_dir``.
+
+    The manifest records the task, joint names, action bounds, training step, the last
+    evaluation and the source checkpoint; see :func:`export_agent`.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:  # before the costly part
+        raise ValueError(f"{out_dir}: exists already (overwrite it with --overwrite)")
+    trainer, paths = load_trained(run_or_checkpoint)
+    env = trainer.env
+    last = trainer.history[-1] if trainer.history else None
+    evaluation = {k: last[k] for k in EVAL_KEYS if k in last} if last else None
+    meta = {
+        "name": name or paths["run"].name,
+        "task": trainer.cfg.task,
+        "obs_mode": trainer.obs_mode,
+        "joint_names": list(env.joint_names),
+        "action_low": np.asarray(env.action_low).tolist(),
+        "action_high": np.asarray(env.action_high).tolist(),
+        "training": {"step": trainer.step, "updates": trainer.agent.updates,
+                     "evaluation": evaluation},
+        "source": {"run": str(paths["run"]), "checkpoint": str(paths["checkpoint"])},
+    }
+    try:
+        return export_agent(trainer.agent, out_dir, meta, batch_check, overwrite)
+    finally:
+        env.close()
+        trainer.eval_env.close()
