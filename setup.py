@@ -41,6 +41,8 @@ setup(
     entry_points={
         "console_scripts": [
             "wmil = wmil_core.cli:main",
+            "planner_node = wmil.planner_node:main",
+            "sim_node = wmil.sim_node:main",
         ],
     },
 )

@@ -254,6 +254,13 @@ def test_export_bundle_from_a_run_and_from_its_checkpoint(tiny_run, tmp_path):
     ckpt = export_bundle(tiny_run / "checkpoints" / "latest.pt", tmp_path / "from_ckpt",
                          name="named", batch_check=4)
     assert manifest(ckpt)["name"] == "named"
+    assert manifest(ckpt)["source"]["run"] == str(tiny_run.resolve())
+    loose = tmp_path / "elsewhere" / "copy.pt"  # a checkpoint outside its run: its own config
+    loose.parent.mkdir()
+    loose.write_bytes((tiny_run / "checkpoints" / "latest.pt").read_bytes())
+    m = manifest(export_bundle(loose, tmp_path / "loose", batch_check=4))
+    assert m["name"] == "loose" and m["source"]["run"] is None
+    assert m["training"]["step"] == 30 and m["task"] == "dmc/reacher-easy"
     with pytest.raises(ValueError, match="no such checkpoint"):
         export_bundle(tmp_path, tmp_path / "x")
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from rclpy.parameter import Parameter
 
-from wmil import planner_node, sim_node
+from wmil import planner_params, sim_node
 from wmil.ros_io import param_type_name
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,7 +82,7 @@ def test_launch_reads_the_shared_parameter_file(tree):
 
 
 @pytest.mark.parametrize("node, specs", [
-    ("wmil_planner", planner_node.PARAMETERS), ("wmil_sim", sim_node.PARAMETERS),
+    ("wmil_planner", planner_params.PARAMETERS), ("wmil_sim", sim_node.PARAMETERS),
 ])
 def test_config_names_declared_parameters_with_their_types(node, specs):
     data = yaml.safe_load(CONFIG.read_text())

@@ -28,7 +28,8 @@ from ros_harness import (
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray, String
 
-from wmil.planner_node import PlannerNode, check_bounds, check_parameter
+from wmil.planner_node import PlannerNode
+from wmil.planner_params import check_bounds, check_parameter
 from wmil.ros_io import SENSOR_QOS, array_msg, joint_state_msg, to_stamp
 
 CMD = "/wmil/commands"

@@ -204,6 +204,19 @@ def test_act_with_its_own_noise_warm_starts_and_resets(state_bundle):
     assert planner.prev_mean is None
 
 
+def test_a_policy_prior_agent_acts_with_pi(tmp_path):
+    agent = tiny_agent("state")
+    agent.cfg.mpc = False
+    export_agent(agent, tmp_path / "b", META, batch_check=4)
+    planner = Planner(load_bundle(tmp_path / "b"), threads=1)
+    obs = random_obs(MODES["state"], np.random.default_rng(0))
+    with torch.no_grad():
+        mean, *_ = agent.model.pi(agent.model.encode(agent.obs_to_tensors(obs)))
+    np.testing.assert_allclose(planner.act(obs, t0=True), mean[0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(agent.act(obs, t0=True, eval_mode=True), mean[0].numpy())
+    assert planner.prev_mean is None and planner.act(obs, explore=True).shape == (2,)
+
+
 def test_to_actuator_maps_and_clips(state_bundle):
     planner = Planner(load_bundle(state_bundle), threads=1)
     np.testing.assert_allclose(planner.to_actuator(np.array([-1.0, 1.0])), [-1.0, 4.0])

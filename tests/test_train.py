@@ -171,3 +171,18 @@ def test_bc_scores_above_random_on_reacher(tmp_path):
     rand = [rollout(env, make_expert("dmc/reacher-easy", "random"), 10_000 + i, False).ret
             for i in range(5)]
     assert result["return_mean"] > sum(rand) / 5 + 10, (result["return_mean"], rand)
+
+
+def test_metrics_csv_columns_stay_aligned(demos, tmp_path):
+    import csv
+
+    trainer = Trainer(tiny(demos), tmp_path / "m", progress=False)
+    trainer.run.mkdir(parents=True)
+    trainer._log({"step": 0, "phase": "offline", "a": 1.0})
+    trainer._log({"step": 1, "phase": "online", "a": 2.0, "b": 3.0})
+    trainer._log({"step": 2, "phase": "eval", "c": 4.0})
+    with (tmp_path / "m" / "metrics.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["phase"] for r in rows] == ["offline", "online", "eval"]
+    assert rows[0]["a"] == "1.0" and rows[0]["b"] == ""
+    assert rows[1]["b"] == "3.0" and rows[2]["c"] == "4.0" and rows[2]["a"] == ""

@@ -80,6 +80,7 @@ from wmil_core.messages import (
 STAMPED = ("image", "joints")  # inputs whose messages carry a header stamp
 NO_FRAME = "no camera frame of the current episode yet"
 
+
 @dataclasses.dataclass(frozen=True)
 class ActiveModel:
     """The model the node plans with; replaced as a whole by a hot swap."""

@@ -358,6 +358,13 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--out", default=None)
     bc.set_defaults(func=cmd_bench_collect)
 
+    from wmil.stack import add_command as add_stack_command
+    from wmil_core.cli_export import add_commands as add_export_commands
+
+    add_export_commands(sub, bsub)
+
+    add_stack_command(sub)
+
     m = sub.add_parser("demo", help="the main job on the default task")
     m.add_argument("--task", default="dmc/reacher-easy")
     m.add_argument("--episodes", type=int, default=10)

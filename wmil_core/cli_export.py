@@ -21,10 +21,14 @@ from wmil_core.config import atomic_write
 
 # -- wmil export ---------------------------------------------------------------------------------
 def default_bundle_dir(source: str | Path, name: str | None = None) -> Path:
-    """``models/<name>``; the name defaults to the run directory's."""
+    """``models/<name>``; the name defaults to the run directory's (a loose checkpoint's stem)."""
+    from wmil_core.export import run_of
+
     src = Path(source)
-    run = src.parent.parent if src.is_file() else src
-    return Path("models") / (name or run.resolve().name)
+    if src.is_file():
+        run = run_of(src)
+        return Path("models") / (name or (run.resolve().name if run else src.stem))
+    return Path("models") / (name or src.resolve().name)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -470,8 +470,13 @@ def _move_into_place(tmp: Path, out_dir: Path, overwrite: bool) -> None:
         raise ValueError(f"{out_dir}: exists already (overwrite it with --overwrite)")
     old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
     os.replace(out_dir, old / "bundle")
-    os.replace(tmp, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    try:
+        os.replace(tmp, out_dir)
+    except BaseException:
+        os.replace(old / "bundle", out_dir)  # put the old bundle back
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def export_agent(agent: Any, out_dir: str | Path, meta: Mapping[str, Any],
@@ -530,14 +535,13 @@ def export_agent(agent: Any, out_dir: str | Path, meta: Mapping[str, Any],
 
 
 # -- from a run directory or checkpoint ------------------------------------------------------------
-def load_trained(run_or_checkpoint: str | Path) -> tuple[Any, dict[str, Any]]:
-    """(trainer, checkpoint state) of a run directory or checkpoint file, agent loaded.
+def load_trained(run_or_checkpoint: str | Path) -> tuple[Any, dict[str, Path | None]]:
+    """(trainer, {checkpoint, run}) of a run directory or checkpoint file, agent loaded.
 
-    The trainer is built from the run's config (a small behaviour buffer: nothing of it is
-    restored) and gives the task's joint names and action bounds.
+    The trainer is built from the run's ``config.yaml`` (a loose checkpoint: the config saved
+    in it) with a minimal behaviour buffer, nothing of which is restored; it gives the task's
+    joint names and action bounds, the training step and the evaluation history.
     """
-    import dataclasses as dc
-
     from wmil_core.config import from_dict
     from wmil_core.presets import agent_config
     from wmil_core.train import TrainConfig, Trainer, load_run_config
@@ -551,19 +555,27 @@ def load_trained(run_or_checkpoint: str | Path) -> tuple[Any, dict[str, Any]]:
         agent_state = state["agent"]
     except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is one user error
         raise ValueError(f"{ckpt}: corrupt or incompatible checkpoint ({exc})") from None
-    run = ckpt.parent.parent
-    cfg = (load_run_config(run) if (run / "config.yaml").is_file()
+    run = run_of(ckpt)
+    cfg = (load_run_config(run) if run is not None
            else from_dict(TrainConfig, dict(state["config"])))
     horizon = agent_config(cfg.preset, cfg.agent).planner.horizon
-    cfg = dc.replace(cfg, device="cpu", threads=0, buffer_size=horizon + 1)
-    trainer = Trainer(cfg, run, progress=False)
+    cfg = dataclasses.replace(cfg, device="cpu", threads=0, buffer_size=horizon + 1)
+    trainer = Trainer(cfg, run or ckpt.parent, progress=False)  # writes nothing there
     try:
         trainer.agent.load_state_dict(agent_state)
     except Exception as exc:  # noqa: BLE001
         raise ValueError(f"{ckpt}: does not fit the run's agent config ({exc})") from None
     trainer.step = int(state.get("step", 0))
     trainer.history = list(state.get("history", []))
-    return trainer, {"checkpoint": ckpt.resolve(), "run": run.resolve()}
+    return trainer, {"checkpoint": ckpt.resolve(), "run": run.resolve() if run else None}
+
+
+def run_of(checkpoint: Path) -> Path | None:
+    """The run directory of ``<run>/checkpoints/<file>.pt`` (None for a loose checkpoint)."""
+    run = checkpoint.parent.parent
+    if checkpoint.parent.name == "checkpoints" and (run / "config.yaml").is_file():
+        return run
+    return None
 
 
 EVAL_KEYS = ("step", "episodes", "normalized_score", "return_mean", "return_std",
@@ -585,7 +597,7 @@ def export_bundle(run_or_checkpoint: str | Path, out_dir: str | Path, name: str 
     last = trainer.history[-1] if trainer.history else None
     evaluation = {k: last[k] for k in EVAL_KEYS if k in last} if last else None
     meta = {
-        "name": name or paths["run"].name,
+        "name": name or (paths["run"].name if paths["run"] else None),  # None: out_dir's
         "task": trainer.cfg.task,
         "obs_mode": trainer.obs_mode,
         "joint_names": list(env.joint_names),
@@ -593,7 +605,8 @@ def export_bundle(run_or_checkpoint: str | Path, out_dir: str | Path, name: str 
         "action_high": np.asarray(env.action_high).tolist(),
         "training": {"step": trainer.step, "updates": trainer.agent.updates,
                      "evaluation": evaluation},
-        "source": {"run": str(paths["run"]), "checkpoint": str(paths["checkpoint"])},
+        "source": {"run": str(paths["run"]) if paths["run"] else None,
+                   "checkpoint": str(paths["checkpoint"])},
     }
     try:
         return export_agent(trainer.agent, out_dir, meta, batch_check, overwrite)

@@ -41,7 +41,7 @@ class TrainConfig:
     demo_episodes: int | None = None  # use only the first N demo episodes
     offline_steps: int = 0  # updates on demos alone before going online
     steps: int = 100_000  # online environment steps (agent steps)
-    seed_steps: int = 1000  # first online steps act uniformly at random
+    seed_steps: int = 1000  # first online steps act at random; then as many updates at once
     updates_per_step: int = 1
     eval_every: int = 10_000  # environment steps between evaluations (at episode ends)
     eval_episodes: int = 10
@@ -127,12 +127,25 @@ class Trainer:
 
     def _log(self, row: dict[str, Any]) -> None:
         path = self.run / "metrics.csv"
-        new = not path.exists()
-        with path.open("a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                w.writeheader()
+        rows: list[dict[str, Any]] = []
+        fields: list[str] = []
+        if path.exists():
+            with path.open(newline="") as f:
+                reader = csv.DictReader(f)
+                fields = list(reader.fieldnames or [])
+                if not set(row) <= set(fields):  # a new column: rewrite with the union
+                    rows = list(reader)
+        if not fields or rows or not set(row) <= set(fields):
+            fields = fields + [k for k in row if k not in fields]
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, fieldnames=fields)
+            w.writeheader()
+            w.writerows(rows)
             w.writerow(row)
+            atomic_write(path, buf.getvalue())
+        else:
+            with path.open("a", newline="") as f:
+                csv.DictWriter(f, fieldnames=fields).writerow(row)
         tb = self._writer()
         for k, v in row.items():
             if isinstance(v, (int, float)) and k != "step" and math.isfinite(v):
@@ -229,13 +242,18 @@ class Trainer:
                 t += 1
                 if self.step >= cfg.seed_steps and self.behaviour.num_windows > 0:
                     tu = time.perf_counter()
-                    for _ in range(cfg.updates_per_step):
+                    # the first online update is a burst of seed_steps updates on the seed
+                    # data, as TD-MPC2 and IQ-MPC do; then updates_per_step per step
+                    first = self.agent.updates == self.offline_done
+                    burst = max(cfg.seed_steps, 1) if first else cfg.updates_per_step
+                    for _ in tqdm(range(burst), desc="seed updates", unit="upd", leave=False,
+                                  disable=not (self.progress and first)):
                         stats = self.agent.update(
                             self.expert.sample(self.agent_cfg.batch_size, self.rng, self.device),
                             self.behaviour.sample(self.agent_cfg.batch_size, self.rng,
                                                   self.device))
                     t_upd += time.perf_counter() - tu
-                    n_updates += cfg.updates_per_step
+                    n_updates += burst
                     if self.agent.updates % 100 == 0:
                         self._log({"step": self.step, "phase": "online",
                                    "update": self.agent.updates, **stats})

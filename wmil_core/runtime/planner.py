@@ -112,8 +112,11 @@ class OrtModel:
         sess = self.sessions[name]
         inputs = [i.name for i in sess.get_inputs()]
         outputs = [o.name for o in sess.get_outputs()]
-        if name == "encoder":
-            want_in, want_out = tuple(bundle.obs_spec), ("z",)
+        if name == "encoder":  # one input per observation key, in any order
+            want_in = tuple(k for k in inputs if k in bundle.obs_spec)
+            if set(want_in) != set(bundle.obs_spec):
+                want_in = tuple(bundle.obs_spec)
+            want_out = ("z",)
             for i in sess.get_inputs():
                 key = bundle.obs_spec.get(i.name)
                 if key is not None and (i.type != _ORT_DTYPES[key.dtype]
