@@ -51,7 +51,7 @@ def test_launch_arguments_and_defaults(tree):
         kw = keywords(call)
         args[ast.literal_eval(call.args[0])] = ast.literal_eval(kw["default_value"])
         assert ast.literal_eval(kw["description"])
-    assert args == {"model": "", "task": "", "use_sim": "true", "use_learner": "false",
+    assert args == {"model": "", "task": "", "use_sim": "true",
                     "rate": "25.0", "sim_mode": "lockstep"}
     assert "def generate_launch_description" in LAUNCH.read_text()
 
@@ -63,9 +63,8 @@ def test_every_executable_is_a_console_script(tree):
         assert ast.literal_eval(kw["package"]) == "wmil"
         nodes[ast.literal_eval(kw["executable"])] = ast.literal_eval(kw["name"])
         if kw["executable"].value != "planner_node":
-            assert "condition" in kw  # sim: use_sim, learner: use_learner
-    assert nodes == {"planner_node": "wmil_planner", "sim_node": "wmil_sim",
-                     "learner_node": "wmil_learner"}
+            assert "condition" in kw  # sim: use_sim
+    assert nodes == {"planner_node": "wmil_planner", "sim_node": "wmil_sim"}
     scripts = console_scripts()
     missing = sorted(set(nodes) - set(scripts))
     assert not missing, f"add to setup.py console_scripts: {missing}"
