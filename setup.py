@@ -43,6 +43,7 @@ setup(
             "wmil = wmil_core.cli:main",
             "planner_node = wmil.planner_node:main",
             "sim_node = wmil.sim_node:main",
+            "learner_node = wmil.learner_node:main",
         ],
     },
 )

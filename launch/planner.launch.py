@@ -1,4 +1,4 @@
-"""Launch the wmil planner, with the MuJoCo simulator unless ``use_sim:=false``.
+"""Launch the wmil planner, with the simulator (``use_sim``) and the learner (``use_learner``).
 
     ros2 launch wmil planner.launch.py model:=models/reacher task:=dmc/reacher-easy
 
@@ -25,6 +25,8 @@ def generate_launch_description() -> LaunchDescription:
     model = LaunchConfiguration("model")
     task = LaunchConfiguration("task")
     use_sim = LaunchConfiguration("use_sim")
+    use_learner = LaunchConfiguration("use_learner")
+    run = LaunchConfiguration("run")
     rate = LaunchConfiguration("rate")
     sim_mode = LaunchConfiguration("sim_mode")
     trigger = PythonExpression([
@@ -38,6 +40,10 @@ def generate_launch_description() -> LaunchDescription:
                               description="simulated registry task (empty: the model's)"),
         DeclareLaunchArgument("use_sim", default_value="true",
                               description="start wmil_sim (false: a real robot's topics)"),
+        DeclareLaunchArgument("use_learner", default_value="false",
+                              description="start wmil_learner (online learning, hot swaps)"),
+        DeclareLaunchArgument("run", default_value="",
+                              description="training run the learner continues (use_learner)"),
         DeclareLaunchArgument("rate", default_value="25.0",
                               description="planning rate in timer mode, Hz"),
         DeclareLaunchArgument("sim_mode", default_value="lockstep",
@@ -58,5 +64,8 @@ def generate_launch_description() -> LaunchDescription:
             "model_dir": ParameterValue(model, value_type=str),
             "mode": ParameterValue(sim_mode, value_type=str),
         }])
-    # the online learner node (use_learner) is not written yet: see the ROS 2 issue
-    return LaunchDescription([*arguments, planner, sim])
+    learner = Node(
+        package="wmil", executable="learner_node", name="wmil_learner", output="screen",
+        condition=IfCondition(use_learner),
+        parameters=[params, {"run": ParameterValue(run, value_type=str)}])
+    return LaunchDescription([*arguments, planner, sim, learner])

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from rclpy.parameter import Parameter
 
-from wmil import planner_params, sim_node
+from wmil import learner_node, planner_params, sim_node
 from wmil.ros_io import param_type_name
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,8 +51,8 @@ def test_launch_arguments_and_defaults(tree):
         kw = keywords(call)
         args[ast.literal_eval(call.args[0])] = ast.literal_eval(kw["default_value"])
         assert ast.literal_eval(kw["description"])
-    assert args == {"model": "", "task": "", "use_sim": "true",
-                    "rate": "25.0", "sim_mode": "lockstep"}
+    assert args == {"model": "", "task": "", "use_sim": "true", "use_learner": "false",
+                    "run": "", "rate": "25.0", "sim_mode": "lockstep"}
     assert "def generate_launch_description" in LAUNCH.read_text()
 
 
@@ -63,8 +63,9 @@ def test_every_executable_is_a_console_script(tree):
         assert ast.literal_eval(kw["package"]) == "wmil"
         nodes[ast.literal_eval(kw["executable"])] = ast.literal_eval(kw["name"])
         if kw["executable"].value != "planner_node":
-            assert "condition" in kw  # sim: use_sim
-    assert nodes == {"planner_node": "wmil_planner", "sim_node": "wmil_sim"}
+            assert "condition" in kw  # sim: use_sim, learner: use_learner
+    assert nodes == {"planner_node": "wmil_planner", "sim_node": "wmil_sim",
+                     "learner_node": "wmil_learner"}
     scripts = console_scripts()
     missing = sorted(set(nodes) - set(scripts))
     assert not missing, f"add to setup.py console_scripts: {missing}"
@@ -82,6 +83,7 @@ def test_launch_reads_the_shared_parameter_file(tree):
 
 @pytest.mark.parametrize("node, specs", [
     ("wmil_planner", planner_params.PARAMETERS), ("wmil_sim", sim_node.PARAMETERS),
+    ("wmil_learner", learner_node.PARAMETERS),
 ])
 def test_config_names_declared_parameters_with_their_types(node, specs):
     data = yaml.safe_load(CONFIG.read_text())

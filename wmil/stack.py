@@ -34,6 +34,7 @@ class StackResult:
 
     episodes: list[dict[str, Any]]  # the /wmil/episode JSON objects, in order
     latency: dict[str, float]  # the planner's latency_summary(): plan and command p50/p99, ms
+    swaps: int = 0  # model updates the planner swapped in
 
     @property
     def mean_return(self) -> float:
@@ -173,13 +174,14 @@ def run_stack(config: Mapping[str, Mapping[str, Any]] | None = None, *, episodes
                 raise TimeoutError(f"stack: {len(results)} of {episodes} episodes ended within "
                                    f"{timeout} s")
             latency = planner.latency_summary()
+            swaps = planner.swaps
         except ExternalShutdownException:
             raise KeyboardInterrupt from None
         finally:
             executor.shutdown()
             for node in reversed(nodes):
                 node.destroy_node()
-    return StackResult(episodes=results[:episodes], latency=latency)
+    return StackResult(episodes=results[:episodes], latency=latency, swaps=swaps)
 
 
 # -- command line ---------------------------------------------------------------------------------
