@@ -47,3 +47,17 @@ def test_shift_aug_translates_whole_images():
         crops = [padded[i, :, r:r + 6, c:c + 6] for r in range(5) for c in range(5)]
         assert any(torch.equal(y[i], crop) for crop in crops)
     assert torch.equal(aug.eval()(x), x)  # no augmentation outside training
+
+
+def test_mish_identity_matches_torch_mish_and_its_gradient():
+    from wmil_core.nn.layers import mish
+
+    x = torch.linspace(-30, 30, 2001, dtype=torch.float64, requires_grad=True)
+    ref = nn.functional.mish(x)
+    got = mish(x)
+    assert torch.allclose(got, ref, atol=1e-12, rtol=1e-10)
+    (g_ref,) = torch.autograd.grad(ref.sum(), x)
+    (g_got,) = torch.autograd.grad(got.sum(), x)
+    assert torch.allclose(g_got, g_ref, atol=1e-9)
+    x32 = torch.tensor([-100.0, -5.0, 0.0, 5.0, 25.0, 1e4])
+    assert torch.allclose(mish(x32), nn.functional.mish(x32), atol=1e-6)

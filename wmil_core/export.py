@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wmil_core.config import atomic_write, to_dict
-from wmil_core.nn.layers import QEnsemble, simnorm
+from wmil_core.nn.layers import QEnsemble, mish, simnorm
 from wmil_core.planning import trajectory_value
 from wmil_core.runtime.bundle import FORMAT_VERSION, GRAPH_IO, MANIFEST, load_bundle, sha256_file
 from wmil_core.world_model import WorldModel
@@ -56,33 +56,12 @@ META_KEYS = {"name", "task", "obs_mode", "joint_names", "action_low", "action_hi
 
 
 # -- the graphs as modules -----------------------------------------------------------------------
-def fast_mish(x: Tensor) -> Tensor:
-    """Mish, x tanh(softplus(x)), as x n / (n + 2) with n = e^x (e^x + 2) (an identity).
-
-    onnxruntime's CPU Softplus is scalar code: the exported ``Softplus -> Tanh -> Mul`` took
-    60% of the fused value graph; Exp, Mul, Add and Div are vectorised (8x faster). Beyond
-    x = 20 the ratio is 1 in float32, so e^x is clamped there to avoid inf / inf.
-    """
-    e = torch.exp(torch.clamp(x, max=20.0))
-    n = e * (e + 2.0)
-    return x * (n / (n + 2.0))
-
-
-class FastMish(nn.Module):
-    """:func:`fast_mish` as a module (replaces ``nn.Mish`` in the exported copy)."""
-
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
-        return fast_mish(x)
-
-
 def export_copy(model: WorldModel) -> WorldModel:
-    """A CPU, eval-mode copy of ``model`` with every ``nn.Mish`` replaced by :class:`FastMish`."""
-    copy_ = copy.deepcopy(model).cpu().eval()
-    for module in copy_.modules():
-        for name, child in module.named_children():
-            if isinstance(child, nn.Mish):
-                setattr(module, name, FastMish())
-    return copy_
+    """A CPU, eval-mode copy of ``model`` (the caller's model keeps its device and mode).
+
+    Its activations are :func:`wmil_core.nn.layers.mish`, which ONNX runs without Softplus.
+    """
+    return copy.deepcopy(model).cpu().eval()
 
 
 class EncoderGraph(nn.Module):
@@ -111,9 +90,8 @@ class QHeads(nn.Module):
     """``QEnsemble.forward(x, heads)`` (eval mode) written for the ONNX tracer.
 
     The ensemble normalises with ``F.layer_norm(v, v.shape[-1:])``, a traced, non-constant
-    shape that the TorchScript exporter refuses; here the widths are Python ints (and Mish is
-    :func:`fast_mish`). The export check compares the graph with the ensemble itself, so any
-    drift fails the export.
+    shape that the TorchScript exporter refuses; here the widths are Python ints. The export
+    check compares the graph with the ensemble itself, so any drift fails the export.
     """
 
     def __init__(self, q: QEnsemble) -> None:
@@ -131,8 +109,8 @@ class QHeads(nn.Module):
             v = F.layer_norm(v, (width,), eps=layer.eps)
             return v * layer.weight[heads] + layer.bias[heads]
 
-        h = fast_mish(norm(q.ln1, lin(q.l1, x), self.widths[0]))
-        h = fast_mish(norm(q.ln2, lin(q.l2, h), self.widths[1]))
+        h = mish(norm(q.ln1, lin(q.l1, x), self.widths[0]))
+        h = mish(norm(q.ln2, lin(q.l2, h), self.widths[1]))
         return lin(q.out, h)
 
 

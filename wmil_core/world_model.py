@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from wmil_core.nn.layers import ConvEncoder, QEnsemble, SimNorm, mlp
+from wmil_core.nn.layers import ConvEncoder, Mish, QEnsemble, SimNorm, mlp
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -66,7 +66,7 @@ class Encoder(nn.Module):
         self.conv = ConvEncoder(tuple(obs_shapes["image"]), cfg.num_channels)  # type: ignore[arg-type]
         d = self.conv.d_out
         if self.vector_keys:  # pixels+joints: fuse conv features with an MLP embedding
-            self.vec = mlp(d_vec, hidden[:-1], cfg.enc_dim, act=nn.Mish())
+            self.vec = mlp(d_vec, hidden[:-1], cfg.enc_dim, act=Mish())
             d += cfg.enc_dim
         self.head = nn.Sequential(nn.Linear(d, cfg.latent_dim), nn.LayerNorm(cfg.latent_dim), act)
 

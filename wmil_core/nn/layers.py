@@ -9,6 +9,25 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def mish(x: Tensor) -> Tensor:
+    """Mish, x tanh(softplus(x)), computed as x n / (n + 2) with n = e^x (e^x + 2).
+
+    The same function (an identity), in vectorised exp/mul/div: faster than ``F.mish`` on
+    the CPU, and exported to ONNX without Softplus, which onnxruntime runs as scalar code.
+    Beyond x = 20 the ratio is 1 in float32, so e^x is clamped there (no inf / inf).
+    """
+    e = torch.exp(torch.clamp(x, max=20.0))
+    n = e * (e + 2.0)
+    return x * (n / (n + 2.0))
+
+
+class Mish(nn.Module):
+    """:func:`mish` as a module."""
+
+    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+        return mish(x)
+
+
 def simnorm(x: Tensor, group: int) -> Tensor:
     """Simplicial normalisation: softmax over consecutive groups of ``group`` features."""
     shape = x.shape
@@ -38,7 +57,7 @@ class NormedLinear(nn.Sequential):
         layers: list[nn.Module] = [nn.Linear(d_in, d_out)]
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
-        layers += [nn.LayerNorm(d_out), act if act is not None else nn.Mish()]
+        layers += [nn.LayerNorm(d_out), act if act is not None else Mish()]
         super().__init__(*layers)
 
 
@@ -113,8 +132,8 @@ class QEnsemble(nn.Module):
     def forward(self, x: Tensor, heads: Tensor | None = None) -> Tensor:
         """x: (B, in) -> (num_q, B, 1), or only the members ``heads`` -> (len(heads), B, 1)."""
         if heads is None:
-            h = F.mish(self.ln1(self.dropout(self.l1(x))))  # (num_q, B, hidden)
-            h = F.mish(self.ln2(self.l2(h)))
+            h = mish(self.ln1(self.dropout(self.l1(x))))  # (num_q, B, hidden)
+            h = mish(self.ln2(self.l2(h)))
             return self.out(h)
 
         def lin(layer: EnsembleLinear, v: Tensor) -> Tensor:
@@ -127,8 +146,8 @@ class QEnsemble(nn.Module):
             v = F.layer_norm(v, v.shape[-1:], eps=layer.eps)
             return torch.addcmul(layer.bias[heads], v, layer.weight[heads])
 
-        h = F.mish(norm(self.ln1, self.dropout(lin(self.l1, x))))
-        h = F.mish(norm(self.ln2, lin(self.l2, h)))
+        h = mish(norm(self.ln1, self.dropout(lin(self.l1, x))))
+        h = mish(norm(self.ln2, lin(self.l2, h)))
         return lin(self.out, h)
 
 
