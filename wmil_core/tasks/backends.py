@@ -64,13 +64,18 @@ class DmcBackend(Backend):
     def _setup(self, spec: TaskSpec, env: Any) -> None:
         self.env = env
         aspec = env.action_spec()
-        self.action_low = np.broadcast_to(aspec.minimum, aspec.shape).astype(np.float64)
-        self.action_high = np.broadcast_to(aspec.maximum, aspec.shape).astype(np.float64)
+        low = np.broadcast_to(aspec.minimum, aspec.shape).astype(np.float64)
+        high = np.broadcast_to(aspec.maximum, aspec.shape).astype(np.float64)
+        # effectively unbounded actuators (the suite's LQR tasks: +-1e10) act in [-1, 1]
+        unbounded = (np.abs(low) > 1e6) | (np.abs(high) > 1e6)
+        self.action_low = np.where(unbounded, -1.0, low)
+        self.action_high = np.where(unbounded, 1.0, high)
         self.control_dt = float(env.control_timestep())
         limit = getattr(env, "_step_limit", None)  # suite: control steps per episode
         if limit is None:  # composer: seconds per episode
             limit = env._time_limit / self.control_dt  # noqa: SLF001
-        self.time_limit_steps = int(round(limit))
+        # tasks without a time limit (the suite's LQR tasks) get 1000 control steps
+        self.time_limit_steps = int(round(limit)) if np.isfinite(limit) else 1000
         self._obs = env.reset().observation
         self._bind()
         keys = list(self._obs) if spec.features == "all" else list(spec.features)
