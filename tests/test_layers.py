@@ -1,5 +1,8 @@
 """Network layers: SimNorm, the batched Q ensemble against per-head modules, shift augmentation."""
 
+import math
+
+import pytest
 import torch
 from torch import nn
 
@@ -61,3 +64,15 @@ def test_mish_identity_matches_torch_mish_and_its_gradient():
     assert torch.allclose(g_got, g_ref, atol=1e-9)
     x32 = torch.tensor([-100.0, -5.0, 0.0, 5.0, 25.0, 1e4])
     assert torch.allclose(mish(x32), nn.functional.mish(x32), atol=1e-6)
+
+
+def test_tanh_log_det_is_exact_and_stays_finite_where_tanh_saturates():
+    from wmil_core.world_model import tanh_log_det
+
+    u = torch.linspace(-6, 6, 101, dtype=torch.float64).reshape(-1, 1)
+    ref = torch.log(1 - torch.tanh(u).pow(2))
+    assert torch.allclose(tanh_log_det(u), ref, atol=1e-10)
+    big = torch.tensor([[30.0, -40.0]])  # 1 - tanh^2 underflows in float32 here
+    out = tanh_log_det(big)
+    assert torch.isfinite(out).all()
+    assert out.item() == pytest.approx(2 * (math.log(2) - 30) + 2 * (math.log(2) - 40), rel=1e-5)

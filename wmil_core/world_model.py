@@ -19,6 +19,18 @@ from torch import Tensor, nn
 from wmil_core.nn.layers import ConvEncoder, Mish, QEnsemble, SimNorm, mlp
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+_LOG_2 = math.log(2.0)
+
+
+def tanh_log_det(u: Tensor) -> Tensor:
+    """sum log(1 - tanh(u)^2) over the last axis, as 2 (log 2 - u - softplus(-2u)).
+
+    Exact and well conditioned where tanh saturates (the form log(1 - a^2 + eps) is not);
+    softplus is written with exp/log1p so that ONNX runs it vectorised.
+    """
+    v = -2.0 * u
+    softplus = torch.relu(v) + torch.log1p(torch.exp(-v.abs()))
+    return (2.0 * (_LOG_2 - u - softplus)).sum(-1, keepdim=True)
 
 
 @dataclasses.dataclass
@@ -142,9 +154,8 @@ class WorldModel(nn.Module):
             eps = torch.randn_like(mu)
         u = mu + eps * log_std.exp()
         log_pi = (-0.5 * eps.pow(2) - log_std - _LOG_SQRT_2PI).sum(-1, keepdim=True)
-        a = torch.tanh(u)
-        log_pi = log_pi - torch.log(torch.relu(1 - a.pow(2)) + 1e-6).sum(-1, keepdim=True)
-        return torch.tanh(mu), a, log_pi, log_std
+        log_pi = log_pi - tanh_log_det(u)  # change of variables a = tanh(u)
+        return torch.tanh(mu), torch.tanh(u), log_pi, log_std
 
     def pi_sample(self, z: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
         """(action, log pi) of the policy prior for given Gaussian noise (planning)."""
