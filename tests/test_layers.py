@@ -76,3 +76,11 @@ def test_tanh_log_det_is_exact_and_stays_finite_where_tanh_saturates():
     out = tanh_log_det(big)
     assert torch.isfinite(out).all()
     assert out.item() == pytest.approx(2 * (math.log(2) - 30) + 2 * (math.log(2) - 40), rel=1e-5)
+
+
+def test_conv_encoder_names_too_small_images():
+    from wmil_core.nn.layers import ConvEncoder
+
+    assert ConvEncoder((39, 39, 6)).d_out > 0
+    with pytest.raises(ValueError, match="image size 32x32 is too small"):
+        ConvEncoder((32, 32, 6))

@@ -177,10 +177,15 @@ class ShiftAug(nn.Module):
 class ConvEncoder(nn.Module):
     """Shallow conv net for frame-stacked uint8 images (B, H, W, 3F) -> (B, d_out) features."""
 
+    MIN_SIZE = 39  # pixels: the smallest image the four convolutions accept
+
     def __init__(self, image_shape: tuple[int, int, int], channels: int = 32,
                  augment: bool = True) -> None:
         super().__init__()
         h, w, c = image_shape
+        if min(h, w) < self.MIN_SIZE:
+            raise ValueError(f"image size {h}x{w} is too small for the conv encoder "
+                             f"(at least {self.MIN_SIZE}x{self.MIN_SIZE})")
         self.aug = ShiftAug(4) if augment else nn.Identity()
         self.net = nn.Sequential(
             nn.Conv2d(c, channels, 7, stride=2), nn.ReLU(inplace=True),
