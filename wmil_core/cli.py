@@ -362,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     from wmil_core.cli_export import add_commands as add_export_commands
 
     add_export_commands(sub, bsub)
+    from wmil_core.bench_tdmpc2 import add_command as add_tdmpc2_bench
+
+    add_tdmpc2_bench(bsub)
 
     add_stack_command(sub)
 
