@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import yaml
 
 from wmil_core.config import atomic_write
@@ -59,6 +58,7 @@ def _cpu_torch() -> types.ModuleType:
       ``Module.to`` refuses to copy to any device.)
     * ``optim.Adam`` drops ``capturable=True`` (for CUDA-graph capture; an error on the CPU).
     """
+    import torch
     real_device = torch.device
 
     def device(spec: Any = "cpu", index: int | None = None) -> torch.device | None:
@@ -67,6 +67,7 @@ def _cpu_torch() -> types.ModuleType:
         return real_device(spec) if index is None else real_device(spec, index)
 
     def adam(*args: Any, capturable: bool = False, **kwargs: Any) -> torch.optim.Adam:
+        import torch
         return torch.optim.Adam(*args, **kwargs)
 
     optim = types.ModuleType("torch.optim")
@@ -153,6 +154,7 @@ class _FakeBuffer:
 # -- timing -----------------------------------------------------------------------------------
 def matmul_gflops(n: int = 512, reps: int = 20) -> float:
     """Achieved float32 GFLOP/s of an n x n matmul (median of ``reps``) at the current threads."""
+    import torch
     a, b = torch.randn(n, n), torch.randn(n, n)
     for _ in range(3):
         a @ b
@@ -190,6 +192,8 @@ def compare(src: str, size: str = "1m", task: str = "dmc/reacher-easy", updates:
     total) and on 256+256 (the paper's per-buffer batch). Both plan 512 samples x 6
     iterations x horizon 3 from the same observations, ``eval_mode=True``.
     """
+    import torch
+
     from wmil_core.agents.iqmpc import IQMPC
     from wmil_core.buffer import Batch
     from wmil_core.presets import agent_config
@@ -231,12 +235,15 @@ def compare(src: str, size: str = "1m", task: str = "dmc/reacher-easy", updates:
         raise ValueError(f"TD-MPC2 and wmil sizes differ: {same}")
 
     def randn(*shape: int) -> torch.Tensor:
+        import torch
         return torch.from_numpy(rng.standard_normal(shape).astype(np.float32))
 
     def act(n: int) -> torch.Tensor:
+        import torch
         return torch.from_numpy(rng.uniform(-1, 1, (HORIZON, n, a_dim)).astype(np.float32))
 
     def wbatch(n: int) -> Batch:
+        import torch
         return Batch({k: randn(HORIZON + 1, n, s[0]) for k, s in obs_shapes.items()}, act(n),
                      torch.zeros(HORIZON, n, 1))
 
