@@ -67,7 +67,6 @@ def _cpu_torch() -> types.ModuleType:
         return real_device(spec) if index is None else real_device(spec, index)
 
     def adam(*args: Any, capturable: bool = False, **kwargs: Any) -> torch.optim.Adam:
-        import torch
         return torch.optim.Adam(*args, **kwargs)
 
     optim = types.ModuleType("torch.optim")
@@ -235,15 +234,12 @@ def compare(src: str, size: str = "1m", task: str = "dmc/reacher-easy", updates:
         raise ValueError(f"TD-MPC2 and wmil sizes differ: {same}")
 
     def randn(*shape: int) -> torch.Tensor:
-        import torch
         return torch.from_numpy(rng.standard_normal(shape).astype(np.float32))
 
     def act(n: int) -> torch.Tensor:
-        import torch
         return torch.from_numpy(rng.uniform(-1, 1, (HORIZON, n, a_dim)).astype(np.float32))
 
     def wbatch(n: int) -> Batch:
-        import torch
         return Batch({k: randn(HORIZON + 1, n, s[0]) for k, s in obs_shapes.items()}, act(n),
                      torch.zeros(HORIZON, n, 1))
 
