@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from agent_harness import MODES, tiny_agent
 
 from wmil_core import planning
-from wmil_core.agents.iqmpc import IQMPC, IQMPCConfig
-from wmil_core.config import from_dict
 from wmil_core.export import export_agent
 from wmil_core.runtime import (
     Planner,
@@ -31,27 +30,8 @@ from wmil_core.runtime.flops import mlp_flops
 torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = {
-    "model": {"latent_dim": 16, "mlp_dim": 32, "enc_dim": 32, "num_q": 2, "num_channels": 8},
-    "planner": {"num_samples": 32, "num_pi_trajs": 4, "num_elites": 4, "iterations": 2,
-                "horizon": 3},
-}
-MODES = {
-    "state": {"joints": (4,), "features": (6,)},
-    "pixels+joints": {"image": (40, 40, 6), "joints": (4,)},
-}
 META = {"task": "dmc/reacher-easy", "joint_names": ["shoulder", "wrist"],
         "action_low": [-1.0, 0.0], "action_high": [1.0, 4.0]}
-
-
-def tiny_agent(mode: str, seed: int = 0) -> IQMPC:
-    """A tiny agent whose Q heads are not all zero (their last layer starts at zero)."""
-    torch.manual_seed(seed)
-    agent = IQMPC(MODES[mode], 2, 50, from_dict(IQMPCConfig, TINY))
-    with torch.no_grad():
-        for p in agent.model._Qs.out.parameters():
-            p.normal_(0.0, 0.5)
-    return agent
 
 
 @pytest.fixture(scope="module", params=list(MODES))
