@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
 CARTPOLE = "dmc/cartpole-swingup"  # joints [slider, hinge_1], 3 features, 1 actuator in [-1, 1]
@@ -30,9 +30,9 @@ def ros_context() -> Iterator[rclpy.Context]:
 
 
 @contextlib.contextmanager
-def spinning(context: rclpy.Context, *nodes: Node) -> Iterator[MultiThreadedExecutor]:
-    """Spin ``nodes`` on a multi-threaded executor in a background thread; destroy them after."""
-    executor = MultiThreadedExecutor(num_threads=4, context=context)
+def spinning(context: rclpy.Context, *nodes: Node) -> Iterator[SingleThreadedExecutor]:
+    """Spin ``nodes`` on one executor thread in the background; destroy them after."""
+    executor = SingleThreadedExecutor(context=context)
     for n in nodes:
         executor.add_node(n)
     thread = threading.Thread(target=executor.spin, daemon=True)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray, String
@@ -191,7 +191,7 @@ def main(args: list[str] | None = None) -> int:
     try:
         with rclpy.init(args=args):
             node = LearnerNode()
-            executor = MultiThreadedExecutor()
+            executor = SingleThreadedExecutor()  # training has its own thread
             executor.add_node(node)
             try:
                 executor.spin()

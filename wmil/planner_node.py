@@ -1,14 +1,17 @@
 """``wmil_planner``: a model bundle's MPPI planner as a ROS 2 controller.
 
 Sensor callbacks keep the latest sample of every input the model needs (camera image, joint
-states, task features) with its receive time; they never wait for planning, which runs in its
-own mutually exclusive callback group on a multi-threaded executor. Each tick either plans
+states, task features) with its receive time; they never wait for planning, which runs on the
+node's own control thread (:class:`ControlThread`), not on the executor. (rclpy's
+MultiThreadedExecutor was measured here yielding each ready subscription about 35 times per
+message and, once its queue backed up, starving a 20 Hz timer to 2-7 Hz; the executor that
+spins this node can be the single-threaded one.) Each tick either plans
 (``Planner.act``) and publishes the action in actuator units, clipped to
 ``command_low``/``command_high``, or, when an input is missing, stale, unusable or not
 finite, publishes the safe command (zeros or the last command) and says why (see
 :mod:`wmil.watchdog`).
 
-Ticks come from a wall-clock timer at ``rate`` (``trigger: timer``, real robots) or from
+Ticks come from a steady-clock deadline loop at ``rate`` (``trigger: timer``, real robots) or from
 every complete new observation set (``trigger: observation``; lockstep simulation, where sim
 time only advances on commands). An observation set is new when each input has arrived again
 and the stamped ones (image, joints) carry a newer stamp than the last set planned on.
@@ -26,14 +29,15 @@ import json
 import math
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image, JointState
@@ -88,6 +92,67 @@ class ActiveModel:
     planner: PlannerLike
     info: ModelInfo
     path: str
+
+
+
+class ControlThread:
+    """Calls ``tick(now)`` on its own thread: at fixed-rate deadlines (``period``: a function
+    returning seconds, read at every deadline so rate changes apply at once) or, with
+    ``period`` None, each time ``wake`` is set.
+
+    Deadlines are kept on the steady clock; after an overrun the missed deadlines are skipped,
+    not bunched. An exception from ``tick`` goes to ``on_error`` and the loop goes on.
+    """
+
+    def __init__(self, tick: Callable[[], None], period: Callable[[], float] | None = None,
+                 wake: threading.Event | None = None,
+                 on_error: Callable[[BaseException], None] | None = None) -> None:
+        if (period is None) == (wake is None):
+            raise ValueError("ControlThread: give exactly one of period and wake")
+        self._tick = tick
+        self._period = period
+        self._wake = wake
+        self._on_error = on_error
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="wmil_control", daemon=True)
+
+    def start(self) -> None:
+        """Start ticking."""
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop after the tick in progress, if any."""
+        self._stop.set()
+        if self._wake is not None:
+            self._wake.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def _call(self) -> None:
+        try:
+            self._tick()
+        except Exception as exc:  # noqa: BLE001 - a failed tick must not end control
+            if self._on_error is not None:
+                self._on_error(exc)
+
+    def _run(self) -> None:
+        if self._wake is not None:
+            while True:
+                self._wake.wait()
+                if self._stop.is_set():
+                    return
+                self._wake.clear()
+                self._call()
+        deadline = time.monotonic()
+        while True:
+            period = self._period()
+            deadline += period
+            now = time.monotonic()
+            if deadline < now - period:  # overran by more than a period: skip, do not bunch
+                deadline = now
+            if self._stop.wait(max(0.0, deadline - now)):
+                return
+            self._call()
 
 
 class PlannerNode(Node):
@@ -151,8 +216,8 @@ class PlannerNode(Node):
         self.swap_failures = 0
         self.last_swap_error: str | None = None
 
-        sensors = MutuallyExclusiveCallbackGroup()
-        self._plan_group = MutuallyExclusiveCallbackGroup()
+        # sensor callbacks are short and lock-protected: any executor may run them concurrently
+        sensors = ReentrantCallbackGroup()
         misc = MutuallyExclusiveCallbackGroup()
         self._pub_cmd = self.create_publisher(Float64MultiArray, p["command_topic"], RELIABLE_QOS)
         self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE_QOS)
@@ -174,20 +239,22 @@ class PlannerNode(Node):
         self.create_subscription(String, p["model_update_topic"], self._on_model_update,
                                  RELIABLE_QOS, callback_group=misc)
         self._swapper = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="wmil_swap")
-        self._timer = None
-        self._guard = None
-        if p["trigger"] == "timer":
-            self._timer = self.create_timer(1.0 / p["rate"], self._on_timer,
-                                            callback_group=self._plan_group, clock=steady_clock())
-        else:
-            self._guard = self.create_guard_condition(self._on_observation,
-                                                      callback_group=self._plan_group)
+        self._timer = p["trigger"] == "timer"
+        self._guard = None if self._timer else threading.Event()  # set: a new observation set
         self.create_timer(1.0, self._on_diagnostics, callback_group=misc, clock=steady_clock())
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._after_set_parameters)
         self.get_logger().info(
             f"model {p['model_dir']} (task {info.task or '?'}, version {info.version}): inputs "
             f"{', '.join(info.keys)}, {info.action_dim} actuators, trigger {p['trigger']}")
+        self._control = ControlThread(
+            self._on_timer if self._timer else self._on_observation,
+            period=(lambda: 1.0 / self.params["rate"]) if self._timer else None,
+            wake=self._guard, on_error=self._on_control_error)
+        self._control.start()
+
+    def _on_control_error(self, exc: BaseException) -> None:
+        self.get_logger().error(f"control tick failed: {type(exc).__name__}: {exc}")
 
     # -- model -------------------------------------------------------------------------------
     @property
@@ -212,11 +279,14 @@ class PlannerNode(Node):
     # -- inputs ------------------------------------------------------------------------------
     def _store(self, key: str, sample: InputSample) -> None:
         with self._lock:
+            old = self._samples.get(key)
+            if old is not None and old.received > sample.received:
+                return  # a newer sample of this input was stored by a concurrent callback
             self._samples[key] = sample
             self._new.add(key)
             ready = self._guard is not None and self._set_ready()
         if ready:
-            self._guard.trigger()
+            self._guard.set()
 
     def _set_ready(self) -> bool:
         """Whether a complete new observation set has arrived (call with the lock held)."""
@@ -340,7 +410,7 @@ class PlannerNode(Node):
         if received:
             self.command_latency.add(published - max(received))
         self.ticks += 1
-        if self._timer is not None and published - start > 1.0 / self.params["rate"]:
+        if self._timer and published - start > 1.0 / self.params["rate"]:
             self.overruns += 1
         if line is not None and reason is not None:
             self.get_logger().warning(line)
@@ -419,8 +489,7 @@ class PlannerNode(Node):
     def _after_set_parameters(self, params: list[Parameter]) -> None:
         for prm in params:
             self.params[prm.name] = prm.value
-            if prm.name == "rate" and self._timer is not None:
-                self._timer.timer_period_ns = int(1e9 / prm.value)
+            # the control thread reads ``rate`` at every deadline
 
     # -- diagnostics -------------------------------------------------------------------------
     def input_ages(self) -> dict[str, float | None]:
@@ -463,7 +532,10 @@ class PlannerNode(Node):
                                            values, hardware_id=info.task))
 
     def destroy_node(self) -> None:
-        """Stop the swap worker, then the node."""
+        """Stop the control thread and the swap worker, then the node."""
+        control = getattr(self, "_control", None)
+        if control is not None:
+            control.stop()
         if self._swapper is not None:
             self._swapper.shutdown(wait=True, cancel_futures=True)
         super().destroy_node()
@@ -478,7 +550,7 @@ def main(args: list[str] | None = None) -> int:
             except ValueError as exc:
                 rclpy.logging.get_logger("wmil_planner").fatal(str(exc))
                 return 1
-            executor = MultiThreadedExecutor()
+            executor = SingleThreadedExecutor()  # planning runs on the node's control thread
             executor.add_node(node)
             try:
                 executor.spin()

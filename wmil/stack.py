@@ -86,7 +86,7 @@ def _overrides(config: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
 def run_stack(config: Mapping[str, Mapping[str, Any]] | None = None, *, episodes: int = 1,
               params_file: str | Path | None = None, timeout: float | None = None,
               planner_factory: PlannerFactory | None = None, domain_id: int | None = None,
-              extra_nodes: Sequence[Callable[..., Any]] = (), threads: int = 4,
+              extra_nodes: Sequence[Callable[..., Any]] = (),
               on_episode: Callable[[dict[str, Any]], None] | None = None) -> StackResult:
     """Run sim and planner until ``episodes`` episodes ended; returns their statistics.
 
@@ -99,7 +99,6 @@ def run_stack(config: Mapping[str, Mapping[str, Any]] | None = None, *, episodes
         planner_factory: the planner node's model loader (default: the onnxruntime runtime).
         domain_id: ROS_DOMAIN_ID of this run (default: the environment's).
         extra_nodes: more node factories ``f(context=..., cli_args=...) -> Node`` to run.
-        threads: executor threads.
         on_episode: called with each episode's statistics as it ends.
 
     The sim's task and observation mode default to the model's; in lockstep the planner's
@@ -110,7 +109,7 @@ def run_stack(config: Mapping[str, Mapping[str, Any]] | None = None, *, episodes
     except ImportError:
         raise ValueError("wmil stack needs ROS 2: rclpy is not importable (source your ROS "
                          "setup, or install the rclpy wheels)") from None
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.node import Node
     from rclpy.parameter import Parameter
     from rclpy.task import Future
@@ -139,7 +138,9 @@ def run_stack(config: Mapping[str, Mapping[str, Any]] | None = None, *, episodes
     context = rclpy.Context()
     nodes: list[Any] = []
     with rclpy.init(context=context, domain_id=domain_id):
-        executor = MultiThreadedExecutor(num_threads=threads, context=context)
+        # one executor thread: planning runs on the planner's control thread, training on
+        # the learner's, and every callback is short
+        executor = SingleThreadedExecutor(context=context)
         try:
             kw = {} if planner_factory is None else {"planner_factory": planner_factory}
             planner = PlannerNode(context=context, cli_args=cli_args,
