@@ -231,9 +231,9 @@ def test_control_thread_keeps_its_rate_skips_overruns_and_survives_errors():
     seen: list[int] = []
     loop = ControlThread(lambda: seen.append(1), wake=wake)
     loop.start()
-    for _ in range(3):
+    for i in range(3):
         wake.set()
-        wait_for(lambda k=len(seen): len(seen) > k, timeout=2.0)
+        wait_for(lambda n=i + 1: len(seen) >= n, timeout=2.0)
     loop.stop()
     assert len(seen) == 3
     with pytest.raises(ValueError, match="exactly one"):
