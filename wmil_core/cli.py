@@ -244,21 +244,12 @@ def cmd_bench_collect(args: argparse.Namespace) -> int:
 
 # -- wmil demo (the main job) ----------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The main job on the default task: the task, expert demos, their validated score."""
-    from wmil_core.collect import collect_demos
-    from wmil_core.demos import load_demos
+    """The main job: demos, IQ-MPC, BC, ONNX export, ROS 2 closed loop, scores."""
+    from wmil_core.main_job import DemoJob, run_demo
 
-    print(f"[1/3] task {args.task}")
-    cmd_tasks(argparse.Namespace(filter=args.task, json=False))
-    out = Path(args.out) / "demos.h5"
-    print(f"[2/3] collecting {args.episodes} expert demos -> {out}")
-    stats = collect_demos(args.task, args.episodes, "state", out, seed=args.seed)
-    _print_stats(stats.as_dict())
-    print("[3/3] validating the dataset")
-    s = load_demos(out, task=args.task).summary()
-    succ = "n/a" if s["success_rate"] is None else f"{s['success_rate']:.2f}"
-    print(f"score: expert return {s['return_mean']:.1f} +- {s['return_std']:.1f}, success {succ} "
-          f"over {s['episodes']} episodes ({s['steps']} steps)")
+    job = DemoJob(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DemoJob)
+                     if getattr(args, f.name, None) is not None})
+    run_demo(job)
     return 0
 
 
@@ -369,10 +360,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_stack_command(sub)
 
     m = sub.add_parser("demo", help="the main job on the default task")
-    m.add_argument("--task", default="dmc/reacher-easy")
-    m.add_argument("--episodes", type=int, default=10)
-    m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--out", default="runs/demo")
+    m.add_argument("--task", default=None, help="default dmc/reacher-easy")
+    m.add_argument("--demos", type=int, default=None, help="expert episodes (default 10)")
+    m.add_argument("--seed", type=int, default=None)
+    m.add_argument("--offline-steps", dest="offline_steps", type=int, default=None)
+    m.add_argument("--steps", type=int, default=None, help="online environment steps")
+    m.add_argument("--seed-steps", dest="seed_steps", type=int, default=None)
+    m.add_argument("--bc-steps", dest="bc_steps", type=int, default=None)
+    m.add_argument("--episodes", type=int, default=None, help="evaluation episodes (10)")
+    m.add_argument("--shipped", default=None, help="shipped bundle to run too ('' skips)")
+    m.add_argument("--no-ros", dest="ros", action="store_const", const=False, default=None,
+                   help="skip the ROS 2 closed loop")
+    m.add_argument("--out", default=None, help="output directory (default runs/demo)")
     m.set_defaults(func=cmd_demo)
     return p
 
