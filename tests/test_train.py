@@ -50,6 +50,11 @@ def test_tiny_run_trains_checkpoints_and_evaluates(demos, tmp_path):
     assert {"return_mean", "normalized_score", "reward_correlation"} <= set(result)
     evals = [r for r in trainer.history]
     assert [r["step"] for r in evals] == [0, 60, 120]  # after offline pre-training, then online
+    # best.pt holds the agent of the best evaluation (the first of equal ones)
+    best = torch.load(run / "checkpoints" / "best.pt", weights_only=False)
+    scores = [r["normalized_score"] for r in evals]
+    assert best["history"][-1]["normalized_score"] == max(scores)
+    assert best["step"] == evals[scores.index(max(scores))]["step"]
     header = (run / "metrics.csv").read_text().splitlines()[0]
     assert "consistency_loss" in header and "iq_loss" in header
     # the run directory cannot be reused by accident

@@ -1,7 +1,8 @@
 """Training IQ-MPC: offline on demos, then online in simulation, with evaluation and resume.
 
 Run directory layout: ``config.yaml``, ``metrics.csv``, TensorBoard events in ``tb/``,
-``checkpoints/{latest.pt, buffer.npz}`` (atomic), ``plots/learning_curve.png``, ``eval.json``.
+``checkpoints/{latest.pt, buffer.npz, best.pt}`` (atomic; ``best.pt``: the agent at its highest
+evaluation), ``plots/learning_curve.png``, ``eval.json``.
 Checkpoints are taken at episode boundaries, so a resumed run continues exactly as an
 uninterrupted one would (same seeds, same random streams).
 """
@@ -152,9 +153,8 @@ class Trainer:
                 tb.add_scalar(k, v, row["step"])
         tb.flush()
 
-    def save_checkpoint(self) -> None:
-        """Agent, counters, random streams and the behaviour buffer, atomically."""
-        state = {
+    def _state(self) -> dict[str, Any]:
+        return {
             "agent": self.agent.state_dict(),
             "step": self.step,
             "episode": self.episode,
@@ -164,10 +164,19 @@ class Trainer:
             "history": self.history,
             "config": to_dict(self.cfg),
         }
+
+    def save_checkpoint(self) -> None:
+        """Agent, counters, random streams and the behaviour buffer, atomically."""
         self.behaviour.save(self.run / "checkpoints" / "buffer.npz")
         buf = io.BytesIO()
-        torch.save(state, buf)
+        torch.save(self._state(), buf)
         atomic_write(self.ckpt_path, buf.getvalue())
+
+    def save_best(self) -> None:
+        """``checkpoints/best.pt``: the agent at its best evaluation so far (no buffer)."""
+        buf = io.BytesIO()
+        torch.save(self._state(), buf)
+        atomic_write(self.run / "checkpoints" / "best.pt", buf.getvalue())
 
     def load_checkpoint(self) -> None:
         """Continue from ``checkpoints/latest.pt``; a corrupt file is refused, nothing changed."""
@@ -282,8 +291,12 @@ class Trainer:
         ev = self.evaluate()
         row = {"step": self.step, "phase": "eval", "update": self.agent.updates,
                "wall_s": wall, **{k: v for k, v in ev.items() if not isinstance(v, list)}}
+        best = max((h["normalized_score"] for h in self.history
+                    if math.isfinite(h.get("normalized_score", math.nan))), default=-math.inf)
         self.history.append(row)
         self._log(row)
+        if math.isfinite(row["normalized_score"]) and row["normalized_score"] > best:
+            self.save_best()
         return row
 
     def plot(self) -> Path | None:
