@@ -71,3 +71,19 @@ def _reacher_agent():
 
     torch.manual_seed(0)
     return IQMPC({"joints": (4,), "features": (2,)}, 2, 500, from_dict(IQMPCConfig, TINY))
+
+
+def test_cli_eval_of_a_bundle_records_in_the_manifest(tmp_path: Path, capsys):
+    from wmil_core.cli import main
+    from wmil_core.export import export_agent
+
+    meta = {"name": "t", "task": "dmc/reacher-easy", "obs_mode": "state",
+            "joint_names": ["shoulder", "wrist"], "action_low": [-1.0, -1.0],
+            "action_high": [1.0, 1.0], "training": {"step": 0, "expert_return": 900.0}}
+    model = export_agent(_reacher_agent(), tmp_path / "m", meta)
+    assert main(["eval", str(model), "--episodes", "1", "--samples", "16", "--record",
+                 "--out", str(tmp_path / "e.json")]) == 0
+    assert "normalized score" in capsys.readouterr().out
+    ev = json.loads((tmp_path / "e.json").read_text())
+    assert ev["normalized_score"] == pytest.approx(ev["return_mean"] / 900.0)
+    assert load_bundle(model).manifest["evaluation"] == ev

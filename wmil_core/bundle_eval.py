@@ -38,7 +38,8 @@ def evaluate_bundle(model_dir: str | Path, episodes: int = 10, seed: int = 0,
         episode_length: agent steps per episode (default: the task's).
 
     Returns:
-        return mean/std, success rate, per-episode returns, planning latency p50/p99 (ms).
+        return mean/std, normalized score (return / the demos' expert return, when the
+        manifest records it), success rate, per-episode returns, planning latency p50/p99 ms.
     """
     from wmil.model import make_planner  # torch-free
     from wmil_core.tasks.env import make_env
@@ -76,9 +77,12 @@ def evaluate_bundle(model_dir: str | Path, episodes: int = 10, seed: int = 0,
     if gif and frames:
         write_gif(frames, gif)
     lat = np.asarray(latency) * 1e3
+    expert = (manifest.get("training") or {}).get("expert_return")
+    mean = float(np.mean(returns))
     return {
+        "normalized_score": mean / expert if expert else None,
         "model": str(model_dir), "task": task, "episodes": episodes, "seed": seed,
-        "return_mean": float(np.mean(returns)), "return_std": float(np.std(returns)),
+        "return_mean": mean, "return_std": float(np.std(returns)),
         "success_rate": float(np.mean(successes)) if successes else None,
         "returns": returns,
         "plan_p50_ms": float(np.percentile(lat, 50)), "plan_p99_ms": float(np.percentile(lat, 99)),

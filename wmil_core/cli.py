@@ -189,21 +189,36 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _print_eval(r: dict[str, Any]) -> None:
     succ = "n/a" if r.get("success_rate") is None else f"{r['success_rate']:.2f}"
+    norm = "n/a" if r.get("normalized_score") is None else f"{r['normalized_score']:.3f}"
     print(f"step {r.get('step', '?')}: return {r['return_mean']:.1f} +- {r['return_std']:.1f}  "
-          f"success {succ}  normalized score {r['normalized_score']:.3f}  "
+          f"success {succ}  normalized score {norm}  "
           + ("" if r.get("reward_correlation") is None
              else f"decoded-reward correlation {r['reward_correlation']:.3f}"))
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Evaluate a run's latest checkpoint; print and save JSON."""
-    from wmil_core.train import Trainer, load_run_config
+    """Evaluate a run, a checkpoint or an exported bundle; print and save JSON."""
+    src = Path(args.run)
+    if (src / "manifest.json").is_file():  # an exported bundle: the onnxruntime planner
+        from wmil_core.bundle_eval import evaluate_bundle, record_evaluation
 
-    run = Path(args.run)
-    if run.is_file():  # a checkpoint inside <run>/checkpoints/
-        run = run.parent.parent
-    trainer = Trainer(load_run_config(run), run, progress=False)
-    trainer.load_checkpoint()
+        settings = {k: int(v) for k in ("samples", "iterations", "horizon")
+                    if (v := getattr(args, k, None))}
+        result = evaluate_bundle(src, args.episodes, seed=args.seed, settings=settings or None,
+                                 threads=args.threads or None)
+        _print_eval(result)
+        print(f"planning p50 {result['plan_p50_ms']:.1f} ms, p99 {result['plan_p99_ms']:.1f} ms")
+        if args.record:
+            record_evaluation(src, result)
+            print(f"recorded in {src / 'manifest.json'}")
+        if args.out:
+            atomic_write(Path(args.out), json.dumps(result, indent=2))
+            print(f"wrote {args.out}")
+        return 0
+    from wmil_core.export import load_trained
+
+    trainer, paths = load_trained(src)  # a run's latest.pt, or the checkpoint file given
+    run = paths["run"] or src.parent
     result = {"step": trainer.step, **trainer.evaluate(args.episodes)}
     _print_eval(result)
     out = Path(args.out) if args.out else run / f"eval-{trainer.step}.json"
@@ -324,10 +339,18 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", default=None, metavar="RUN", help="continue a killed run")
     tr.set_defaults(func=cmd_train)
 
-    ev = sub.add_parser("eval", help="evaluate a run or checkpoint")
-    ev.add_argument("run", help="run directory or checkpoint file")
+    ev = sub.add_parser("eval", help="evaluate a run, checkpoint or model bundle")
+    ev.add_argument("run", help="run directory, checkpoint file or bundle directory")
     ev.add_argument("--episodes", type=int, default=10)
     ev.add_argument("--out", default=None, help="JSON output (default: RUN/eval-<step>.json)")
+    ev.add_argument("--seed", type=int, default=10_000,
+                    help="bundles: first episode seed (default 10000, as training evaluates)")
+    ev.add_argument("--samples", type=int, default=None, help="bundles: MPPI samples")
+    ev.add_argument("--iterations", type=int, default=None, help="bundles: MPPI iterations")
+    ev.add_argument("--horizon", type=int, default=None, help="bundles: MPPI horizon")
+    ev.add_argument("--threads", type=int, default=None, help="bundles: onnxruntime threads")
+    ev.add_argument("--record", action="store_true",
+                    help="bundles: store the result in the manifest (key evaluation)")
     ev.set_defaults(func=cmd_eval)
 
     b = sub.add_parser("bench", help="benchmarks (print and save JSON)")

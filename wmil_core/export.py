@@ -568,7 +568,7 @@ def export_bundle(run_or_checkpoint: str | Path, out_dir: str | Path, name: str 
         "action_low": np.asarray(env.action_low).tolist(),
         "action_high": np.asarray(env.action_high).tolist(),
         "training": {"step": trainer.step, "updates": trainer.agent.updates,
-                     "evaluation": evaluation},
+                     "evaluation": evaluation, "expert_return": trainer.expert_return},
         "source": {"run": str(paths["run"]) if paths["run"] else None,
                    "checkpoint": str(paths["checkpoint"])},
     }

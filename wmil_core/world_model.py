@@ -172,13 +172,13 @@ class WorldModel(nn.Module):
         """Q(z, a): every head (num_q, ..., 1), or min/avg of two random heads (..., 1)."""
         x = torch.cat([z, a], -1)
         lead = x.shape[:-1]
-        out = (self._target_Qs if target else self._Qs)(x.reshape(-1, x.shape[-1]))
-        out = out.reshape(self.cfg.num_q, *lead, 1)
+        qs = self._target_Qs if target else self._Qs
         if kind == "all":
-            return out
-        idx = torch.randperm(self.cfg.num_q, device=out.device)[:2]
-        q1, q2 = out[idx[0]], out[idx[1]]
-        return torch.min(q1, q2) if kind == "min" else 0.5 * (q1 + q2)
+            return qs(x.reshape(-1, x.shape[-1])).reshape(self.cfg.num_q, *lead, 1)
+        # two random heads, and only those two are computed
+        idx = torch.randperm(self.cfg.num_q, device=x.device)[:2]
+        out = qs(x.reshape(-1, x.shape[-1]), idx).reshape(2, *lead, 1)
+        return out.amin(0) if kind == "min" else out.mean(0)
 
     def V(self, z: Tensor, target: bool = False, beta: float = 0.0) -> Tensor:  # noqa: N802
         """Soft value V(z) = Q(z, pi(z)) - beta log pi(pi(z)|z), min of two random heads."""

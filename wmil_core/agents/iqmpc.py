@@ -154,16 +154,20 @@ class IQMPC:
             zs.append(z)
         zs_t = torch.stack(zs)  # (H+1, B, L)
         cons = consistency_loss(zs_t[1:], next_z, cfg.rho)
-        # Q(z, a) of every head and V(z) = min of two random heads at a ~ pi(z), in one call;
-        # pi's own parameters get no gradient here (they are trained by the policy loss)
+        # Q(z, a) of every head at every step; V(z) = min of two random heads at a ~ pi(z)
+        # only where the value term reads it: expert rows at t = 0 (v0) or behaviour rows
+        # (td). pi's own parameters get no gradient here (the policy loss trains them).
+        qs = m.Q(zs_t[:-1], action, "all")  # (num_q, H, B, 1)
+        zv = zs_t[0, :n_exp] if value_term == "v0" else zs_t[:-1, n_exp:]
         m._pi.requires_grad_(False)
-        _, a_pi, log_pi, _ = m.pi(zs_t[:-1])
-        q_all = m.Q(torch.cat([zs_t[:-1], zs_t[:-1]], 1), torch.cat([action, a_pi], 1), "all")
-        qs, q_pi = q_all.split(b, dim=2)  # (num_q, H, B, 1) each
-        heads = torch.randperm(cfg.model.num_q, device=self.device)[:2]
-        v = q_pi[heads].amin(0) - cfg.beta * log_pi  # (H, B, 1)
+        _, a_pi, log_pi, _ = m.pi(zv)
         m._pi.requires_grad_(True)
-        v0 = v[0, :n_exp] if value_term == "v0" else None
+        v_sel = m.Q(zv, a_pi, "min") - cfg.beta * log_pi
+        if value_term == "v0":
+            v, v0 = v_sel, v_sel  # v is not read by the v0 form
+        else:
+            v = torch.cat([v_sel.new_zeros(h, n_exp, 1), v_sel], 1)
+            v0 = None
         iq, parts = iq_loss(qs, v, next_v, is_expert, self.gamma, cfg.alpha, value_term, v0,
                             done)  # (num_q, H)
         w = rho_weights(h, cfg.rho, self.device)
