@@ -323,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--config", default=None, help="YAML with TrainConfig fields")
     tr.add_argument("--task", default=None)
     tr.add_argument("--demos", default=None, help="demo file (.h5)")
-    tr.add_argument("--method", default=None, help="iqmpc | bc")
+    tr.add_argument("--method", default=None, help="iqmpc | bc | iql-sac | gail-sac")
     tr.add_argument("--preset", default=None, help="paper | cpu | tdmpc2-1m")
     tr.add_argument("--offline-steps", dest="offline_steps", type=int, default=None)
     tr.add_argument("--steps", type=int, default=None, help="online environment steps")

@@ -90,18 +90,20 @@ def gradient_penalty(
     x_behaviour: Tensor,
     lam: float,
     mix: Tensor | None = None,
+    center: float = 1.0,
 ) -> Tensor:
     """Wasserstein-1 gradient penalty lam * mean((||grad_x Q(x)|| - 1)^2) at points between
     expert and behaviour inputs x = [z, a]: x = mix * x_expert + (1 - mix) * x_behaviour.
 
     ``q_fn`` maps (B, D) inputs to (..., B, 1) values (heads are summed); ``mix``: (B, 1).
+    ``center`` 0 gives the zero-centred penalty lam * mean(||grad||^2) (GAIL's discriminator).
     """
     if mix is None:
         mix = torch.rand(x_expert.shape[0], 1, device=x_expert.device, dtype=x_expert.dtype)
     x = (mix * x_expert + (1.0 - mix) * x_behaviour).detach().requires_grad_(True)
     q = q_fn(x)
     (grad,) = torch.autograd.grad(q.sum(), x, create_graph=True)
-    return lam * (grad.norm(2, dim=-1) - 1.0).pow(2).mean()
+    return lam * (grad.norm(2, dim=-1) - center).pow(2).mean()
 
 
 def policy_loss(log_pi: Tensor, q: Tensor, beta: float, rho: float) -> Tensor:

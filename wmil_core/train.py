@@ -36,7 +36,7 @@ class TrainConfig:
 
     task: str = "dmc/reacher-easy"
     demos: str = ""  # demo file (HDF5); its observation mode is the run's
-    method: str = "iqmpc"  # iqmpc | bc
+    method: str = "iqmpc"  # iqmpc | bc | iql-sac | gail-sac
     preset: str = "cpu"  # IQ-MPC size preset (paper | cpu | tdmpc2-1m)
     agent: dict[str, Any] = dataclasses.field(default_factory=dict)  # IQMPCConfig overrides
     demo_episodes: int | None = None  # use only the first N demo episodes

@@ -1,4 +1,5 @@
-"""Agents by method name: ``iqmpc`` (the product) and the ``bc`` baseline."""
+"""Agents by method name: ``iqmpc`` (the product) and the baselines ``bc``, ``iql-sac``
+and ``gail-sac``."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 import torch
 
-METHODS = ("iqmpc", "bc")
+METHODS = ("iqmpc", "bc", "iql-sac", "gail-sac")
 
 
 def make_agent(method: str, preset: str, overrides: dict[str, Any] | None,
@@ -30,10 +31,13 @@ def make_agent(method: str, preset: str, overrides: dict[str, Any] | None,
         return (IQMPC(obs_shapes, action_dim, episode_length, cfg, device, seed), cfg,
                 cfg.planner.horizon)
     from wmil_core.agents.bc import BC, BCConfig
+    from wmil_core.agents.sac import GAILSAC, IQLSAC, SACConfig
 
     base = agent_config(preset)
     data = {"model": to_dict(base.model), "batch_size": base.batch_size, "lr": base.lr}
     for k, v in (overrides or {}).items():
         data[k] = {**data[k], **v} if isinstance(v, dict) and isinstance(data.get(k), dict) else v
-    cfg = from_dict(BCConfig, data)
-    return BC(obs_shapes, action_dim, episode_length, cfg, device, seed), cfg, 1
+    kind, cls = {"bc": (BCConfig, BC), "iql-sac": (SACConfig, IQLSAC),
+                 "gail-sac": (SACConfig, GAILSAC)}[method]
+    cfg = from_dict(kind, data)
+    return cls(obs_shapes, action_dim, episode_length, cfg, device, seed), cfg, 1
