@@ -379,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     from wmil_core.bench_tdmpc2 import add_command as add_tdmpc2_bench
 
     add_tdmpc2_bench(bsub)
+    from wmil_core.bench_imitation import add_command as add_imitation_bench
+
+    add_imitation_bench(bsub)
 
     add_stack_command(sub)
 

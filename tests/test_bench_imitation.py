@@ -1,0 +1,55 @@
+"""The imitation benchmark runner: parallel cells, results, resume, failures recorded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from wmil_core.bench_imitation import BenchSpec, Cell, load_cell, run_benchmark
+from wmil_core.cli import main
+
+
+def spec(**kw) -> BenchSpec:
+    base = dict(tasks=["dmc/reacher-easy"], methods=["bc", "iql-sac", "iqmpc"], seeds=1,
+                demos=[2], steps=40, seed_steps=20, eval_every=20, eval_episodes=1, jobs=2,
+                episode_length=20, agent={"planner": {"iterations": -1}})  # iqmpc: bad config
+    base.update(kw)
+    return BenchSpec(**base)
+
+
+def test_runs_records_failures_and_resumes_only_unfinished_cells(tmp_path: Path):
+    out = tmp_path / "bench"
+    s = spec()
+    res = run_benchmark(s, out, command="wmil bench imitation (test)", progress=False)
+    bc, iql, iq = (Cell("dmc/reacher-easy", m, 2, 0) for m in ("bc", "iql-sac", "iqmpc"))
+    assert load_cell(out, bc)["status"] == "ok" and load_cell(out, iql)["status"] == "ok"
+    failed = load_cell(out, iq)
+    assert failed["status"] == "failed" and "iterations" in failed["error"]
+    assert load_cell(out, iql)["curve"][-1][0] == 40 and load_cell(out, iql)["updates"] > 0
+    rows = {r["method"]: r for r in res["summary"]}
+    assert rows["iqmpc"]["score_mean"] is None and rows["iqmpc"]["seeds_failed"] == 1
+    assert rows["bc"]["seeds_ok"] == 1 and rows["bc"]["score_mean"] is not None
+    md = (out / "results.md").read_text()
+    assert md.startswith("`wmil bench imitation (test)`") and "failed" in md
+    assert (out / "curves-dmc_reacher-easy.png").is_file()
+    assert json.loads((out / "results.json").read_text())["summary"] == res["summary"]
+
+    # resume: finished cells are kept as they are; the failed one is retried (now fixed)
+    stamp = (out / "cells" / f"{bc.key}.json").stat().st_mtime_ns
+    (out / "cells" / f"{iql.key}.json").unlink()  # as if killed before iql-sac ended
+    run_benchmark(spec(agent={"planner": {"iterations": 1, "num_samples": 8,
+                                          "num_elites": 4, "num_pi_trajs": 2}}),
+                  out, command="again", progress=False)
+    assert (out / "cells" / f"{bc.key}.json").stat().st_mtime_ns == stamp
+    assert load_cell(out, iql)["status"] == "ok" and load_cell(out, iq)["status"] == "ok"
+    # iql-sac's run had finished: it resumed from its checkpoint instead of training again
+    assert load_cell(out, iql)["resumed"] is True
+
+
+def test_cli_refuses_unknown_methods_and_tasks(tmp_path: Path, capsys):
+    assert main(["bench", "imitation", "--tasks", "dmc/reacher-easy", "--methods", "sqil",
+                 "--out", str(tmp_path / "a")]) == 2
+    assert "--methods: unknown 'sqil'" in capsys.readouterr().err
+    assert main(["bench", "imitation", "--tasks", "dmc/nope", "--out", str(tmp_path / "b")]) == 2
+    assert "--tasks: unknown task 'dmc/nope'" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
