@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from wmil.main_job import DemoJob, run_demo
 from wmil_core.bundle_eval import evaluate_bundle, record_evaluation, write_gif
-from wmil_core.main_job import DemoJob, run_demo
 from wmil_core.runtime import load_bundle
 
 EPISODE = 40  # agent steps per episode in these tests

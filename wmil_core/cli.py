@@ -260,7 +260,7 @@ def cmd_bench_collect(args: argparse.Namespace) -> int:
 # -- wmil demo (the main job) ----------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job: demos, IQ-MPC, BC, ONNX export, ROS 2 closed loop, scores."""
-    from wmil_core.main_job import DemoJob, run_demo
+    from wmil.main_job import DemoJob, run_demo
 
     job = DemoJob(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DemoJob)
                      if getattr(args, f.name, None) is not None})

@@ -1,5 +1,8 @@
 """``wmil demo``: the main job on the default task, end to end.
 
+It lives in the ROS layer because it runs the nodes; like the learner node it also uses
+``wmil_core`` to train.
+
 1. collect expert demonstrations (scripted expert, state observations);
 2. train IQ-MPC on them (offline, then online in MuJoCo) within a CPU-sized budget;
 3. train behaviour cloning on the same demos, the baseline to beat;
