@@ -274,3 +274,14 @@ def test_cli_export_and_bench_planner(tiny_run, tmp_path, capsys, monkeypatch):
     assert r["peak_gflops"]["onnxruntime"] > 0 and r["runtime_gflops"] > 0
     assert "p50" in capsys.readouterr().out
     assert not [f for f in os.listdir(tmp_path / "models") if f.startswith(".")]
+
+
+def test_check_measure_is_absolute_below_one_and_relative_above():
+    from wmil_core.export import _scaled_diff
+
+    ref = np.array([400.0, -3.0], dtype=np.float32)
+    assert _scaled_diff(ref + np.float32(2e-4), ref) <= TOLERANCE  # float32 noise at 400
+    assert _scaled_diff(ref + np.float32(0.05), ref) > TOLERANCE  # a real error at 400
+    small = np.array([0.5, -0.25], dtype=np.float32)
+    assert _scaled_diff(small + np.float32(2e-4), small) > TOLERANCE  # absolute below 1
+    assert _scaled_diff(np.zeros(3), np.zeros(2)) == float("inf")  # shape mismatch
