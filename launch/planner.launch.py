@@ -1,6 +1,7 @@
 """Launch the wmil planner, with the simulator (``use_sim``) and the learner (``use_learner``).
 
-    ros2 launch wmil planner.launch.py model:=models/reacher task:=dmc/reacher-easy
+    ros2 launch wmil planner.launch.py            # the shipped model, sim in the loop
+    ros2 launch wmil planner.launch.py model:=/path/to/bundle use_sim:=false
 
 Parameters come from ``config/wmil.yaml`` in the package's share directory (the file
 ``wmil stack`` reads too); the arguments below override single values. With the simulator in
@@ -21,7 +22,9 @@ from launch_ros.parameter_descriptions import ParameterValue
 
 def generate_launch_description() -> LaunchDescription:
     """The wmil nodes with their parameter file and launch arguments."""
-    params = str(Path(get_package_share_directory("wmil")) / "config" / "wmil.yaml")
+    share = Path(get_package_share_directory("wmil"))
+    params = str(share / "config" / "wmil.yaml")
+    default_model = str(share / "models" / "reacher-easy")  # the shipped bundle
     model = LaunchConfiguration("model")
     task = LaunchConfiguration("task")
     use_sim = LaunchConfiguration("use_sim")
@@ -34,8 +37,8 @@ def generate_launch_description() -> LaunchDescription:
         "' == 'lockstep' else 'timer'"])
 
     arguments = [
-        DeclareLaunchArgument("model", default_value="",
-                              description="model bundle directory (manifest.json + ONNX)"),
+        DeclareLaunchArgument("model", default_value=default_model,
+                              description="model bundle directory (default: the shipped one)"),
         DeclareLaunchArgument("task", default_value="",
                               description="simulated registry task (empty: the model's)"),
         DeclareLaunchArgument("use_sim", default_value="true",

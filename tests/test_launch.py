@@ -49,10 +49,15 @@ def test_launch_arguments_and_defaults(tree):
     args = {}
     for call in calls(tree, "DeclareLaunchArgument"):
         kw = keywords(call)
-        args[ast.literal_eval(call.args[0])] = ast.literal_eval(kw["default_value"])
+        value = kw["default_value"]
+        args[ast.literal_eval(call.args[0])] = (f"<{value.id}>" if isinstance(value, ast.Name)
+                                                else ast.literal_eval(value))
         assert ast.literal_eval(kw["description"])
-    assert args == {"model": "", "task": "", "use_sim": "true", "use_learner": "false",
-                    "run": "", "rate": "25.0", "sim_mode": "lockstep"}
+    assert args == {"model": "<default_model>", "task": "", "use_sim": "true",
+                    "use_learner": "false", "run": "", "rate": "25.0", "sim_mode": "lockstep"}
+    # the default model is the shipped bundle, installed under share/wmil/models
+    assert 'default_model = str(share / "models" / "reacher-easy")' in LAUNCH.read_text()
+    assert (ROOT / "models" / "reacher-easy" / "manifest.json").is_file()
     assert "def generate_launch_description" in LAUNCH.read_text()
 
 

@@ -87,3 +87,19 @@ def test_cli_eval_of_a_bundle_records_in_the_manifest(tmp_path: Path, capsys):
     ev = json.loads((tmp_path / "e.json").read_text())
     assert ev["normalized_score"] == pytest.approx(ev["return_mean"] / 900.0)
     assert load_bundle(model).manifest["evaluation"] == ev
+
+
+@pytest.mark.slow
+def test_shipped_model_closed_loop_matches_in_process():
+    """The shipped bundle over DDS (sim + planner, lockstep) scores within 10% of the same
+    bundle evaluated in-process on the same seeds."""
+    from wmil.stack import PLANNER, SIM, run_stack
+    from wmil_core.paths import models_dir
+
+    model = models_dir() / "reacher-easy"
+    ref = evaluate_bundle(model, episodes=3, seed=10_000)
+    res = run_stack({SIM: {"seed": 10_000}, PLANNER: {"model_dir": str(model)}}, episodes=3,
+                    timeout=900.0)
+    ros = [float(e["return"]) for e in res.episodes]
+    assert abs(np.mean(ros) - ref["return_mean"]) <= 0.1 * ref["return_mean"] + 1e-6
+    assert ref["return_mean"] > 0  # the shipped model reaches the target in these episodes

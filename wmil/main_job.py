@@ -42,7 +42,7 @@ class DemoJob:
     bc_steps: int = 2000
     episodes: int = 10  # evaluation episodes (in-process and over ROS 2)
     out: str = "runs/demo"
-    shipped: str = "models/reacher-easy"  # also run over ROS 2 when it exists ('' to skip)
+    shipped: str = "models/reacher-easy"  # also run over ROS 2 when it exists ('' skips)
     ros: bool = True  # run the ROS 2 closed loop (needs rclpy)
     episode_length: int | None = None  # agent steps per episode (default: the task's)
 
@@ -102,11 +102,7 @@ def run_demo(job: DemoJob) -> dict[str, Any]:
                          offline_steps=job.bc_steps, steps=0, eval_episodes=job.episodes,
                          buffer_size=10, seed=job.seed, episode_length=job.episode_length)
     bc = Trainer(bc_cfg, out / "bc", progress=False)
-    bc.train()
-    from wmil_core.train import evaluate_agent
-
-    bc_eval = evaluate_agent(bc.agent, bc.eval_env, job.episodes, seed=eval_seed,
-                             expert_return=expert)
+    bc_eval = bc.train()  # evaluated on seeds seed + 10000 ..., as every other row
     summary["bc"] = {k: bc_eval[k] for k in ("return_mean", "return_std", "success_rate")}
     lap("train_bc", t0)
 

@@ -83,6 +83,9 @@ def _overrides(config: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
     return out
 
 
+DEFAULT_MODEL = "reacher-easy"  # the shipped bundle under models/
+
+
 def run_stack(config: Mapping[str, Mapping[str, Any]] | None = None, *, episodes: int = 1,
               params_file: str | Path | None = None, timeout: float | None = None,
               planner_factory: PlannerFactory | None = None, domain_id: int | None = None,
@@ -192,7 +195,8 @@ def add_command(subparsers: Any) -> argparse.ArgumentParser:
         "stack", help="simulator and planner ROS 2 nodes in one process (evaluation)",
         description="Run wmil_sim and wmil_planner on real ROS 2 topics until the episodes end; "
                     "print each episode's return and the planner's latency.")
-    p.add_argument("--model", required=True, help="model bundle directory")
+    p.add_argument("--model", default=None,
+                   help="model bundle directory (default: the shipped models/reacher-easy)")
     p.add_argument("--task", help="registry task (default: the model's)")
     p.add_argument("--episodes", type=int, default=1, help="episodes to run (default 1)")
     p.add_argument("--seed", type=int, help="episode i uses seed + i (default: config, 0)")
@@ -209,7 +213,10 @@ def add_command(subparsers: Any) -> argparse.ArgumentParser:
 def cmd_stack(args: argparse.Namespace) -> int:
     """Run :func:`run_stack` from parsed ``wmil stack`` arguments and print the results."""
     sim: dict[str, Any] = {}
-    planner: dict[str, Any] = {"model_dir": str(args.model)}
+    from wmil_core.paths import models_dir
+
+    model = args.model or str(models_dir() / DEFAULT_MODEL)
+    planner: dict[str, Any] = {"model_dir": model}
     if args.task:
         sim["task"] = args.task
     if args.seed is not None:
