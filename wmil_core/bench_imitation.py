@@ -141,7 +141,7 @@ def run_benchmark(spec: BenchSpec, out: str | Path, command: str | None = None,
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    command = command or "wmil bench imitation " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    command = command or "wmil bench imitation " + " ".join(shlex.quote(a) for a in sys.argv[3:])
     atomic_write(out / "command.txt", command + "\n")
     demo_files = {}
     for task in spec.tasks:
