@@ -129,14 +129,18 @@ def run_demo(job: DemoJob) -> dict[str, Any]:
             print(f"[6/6] ROS 2 closed loop: wmil_sim + wmil_planner ({path}) in lockstep, "
                   f"{job.episodes} episodes", flush=True)
             t0 = time.perf_counter()
-            sim = {"task": job.task, "seed": eval_seed, "episode_length": job.episode_length or 0}
+            # state models need no camera: rendering it every step would only compete with
+            # the planner for this process's interpreter
+            sim = {"task": job.task, "seed": eval_seed, "episode_length": job.episode_length or 0,
+                   "publish_image": False}
             res = run_stack({SIM: sim,
                              PLANNER: {"model_dir": str(path)}}, episodes=job.episodes,
                             timeout=1800.0)
             rets = [float(e["return"]) for e in res.episodes]
             succ = [bool(e["success"]) for e in res.episodes if e.get("success") is not None]
-            summary[key] = {"model": str(path), "return_mean": sum(rets) / len(rets),
-                            "returns": rets,
+            mean = sum(rets) / len(rets)
+            summary[key] = {"model": str(path), "return_mean": mean, "returns": rets,
+                            "return_std": (sum((r - mean) ** 2 for r in rets) / len(rets)) ** 0.5,
                             "success_rate": sum(succ) / len(succ) if succ else None,
                             "latency_ms": res.latency}
             lap(key, t0)
