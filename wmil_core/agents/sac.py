@@ -137,13 +137,23 @@ class SACBase:
         stats["temperature"] = float(self.temperature)
         return stats
 
-    def _critic_step(self, loss: Tensor) -> float:
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss at update {self.updates}: {loss.item()}")
+    def _learn(self, critic_loss: Tensor, z: Tensor) -> dict[str, float]:
+        """The common end of an update: a critic step on ``critic_loss``, an actor and
+        temperature step on the latents ``z`` (detached), the target update."""
+        if not torch.isfinite(critic_loss):
+            raise FloatingPointError(f"non-finite loss at update {self.updates}: "
+                                     f"{critic_loss.item()}")
         self.critic_optim.zero_grad(set_to_none=True)
-        loss.backward()
+        critic_loss.backward()
         params = [*self.model._encoder.parameters(), *self.model._Qs.parameters()]
-        return float(torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip_norm))
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip_norm))
+        self.critic_optim.step()
+        stats = self._actor_and_temperature(z.detach())
+        self.model.soft_update_target_Q(self.cfg.tau)
+        self.model.eval()
+        self.updates += 1
+        stats["grad_norm"] = grad_norm
+        return stats
 
     @torch.no_grad()
     def decode_rewards(self, obs: Mapping[str, np.ndarray], actions: np.ndarray) -> np.ndarray:
@@ -206,16 +216,10 @@ class IQLSAC(SACBase):
         v0 = v[:n_exp] if value_term == "v0" else None
         loss, parts = iq_loss(q, v, v_next, is_expert, self.gamma, cfg.alpha, value_term, v0,
                               done[0])
-        grad_norm = self._critic_step(loss.mean())
-        self.critic_optim.step()
-        stats = self._actor_and_temperature(z.detach())
-        m.soft_update_target_Q(cfg.tau)
-        m.eval()
-        self.updates += 1
+        stats = self._learn(loss.mean(), z)
         with torch.no_grad():
             r = q.mean(0) - self.gamma * v_next
-            stats.update(iq_loss=float(loss.mean()), grad_norm=grad_norm,
-                         reward_expert=float(r[:n_exp].mean()),
+            stats.update(iq_loss=float(loss.mean()), reward_expert=float(r[:n_exp].mean()),
                          **{k: float(v) for k, v in parts.items()})
             if n_exp < b:
                 stats["reward_behaviour"] = float(r[n_exp:].mean())
@@ -284,15 +288,10 @@ class GAILSAC(SACBase):
         z = m.encode(o_b)
         q = m.Q(z, a_b, "all")
         critic_loss = (q - y).pow(2).mean()
-        grad_norm = self._critic_step(critic_loss)
-        self.critic_optim.step()
-        stats = self._actor_and_temperature(z.detach())
-        m.soft_update_target_Q(cfg.tau)
-        m.eval()
-        self.updates += 1
+        stats = self._learn(critic_loss, z)
         with torch.no_grad():
             stats.update(disc_loss=float(d_loss), critic_loss=float(critic_loss),
-                         grad_norm=grad_norm, d_expert=float(torch.sigmoid(le).mean()),
+                         d_expert=float(torch.sigmoid(le).mean()),
                          d_behaviour=float(torch.sigmoid(lb).mean()), reward=float(r.mean()))
         return stats
 
