@@ -346,3 +346,16 @@ def test_flops_count_the_layer_shapes():
     assert f["proposals"] == 4 * (3 * pi + 2 * dyn)
     assert f["iterations"] == 2 * 32 * (3 * dyn + 4 * pi + 12 * q)
     assert f["total"] == f["encoder"] + f["proposals"] + f["iterations"]
+
+
+def test_with_settings_overrides_by_node_parameter_name():
+    from wmil_core.runtime import PlannerConfig, with_settings
+
+    base = PlannerConfig()
+    cfg = with_settings(base, {"samples": 64, "iterations": 0, "horizon": 2})
+    assert (cfg.num_samples, cfg.iterations, cfg.horizon) == (64, base.iterations, 2)
+    assert with_settings(base, None) is base
+    with pytest.raises(ValueError, match=r"unknown \['elites'\]"):
+        with_settings(base, {"elites": 8})
+    with pytest.raises(ValueError, match="planner settings"):
+        with_settings(base, {"iterations": -1})

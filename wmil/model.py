@@ -18,9 +18,6 @@ import numpy as np
 
 OBS_KEYS = ("joints", "features", "image")
 # planner node parameter -> field of wmil_core.runtime's PlannerConfig
-PLANNER_SETTINGS = {"samples": "num_samples", "iterations": "iterations", "horizon": "horizon"}
-
-
 class PlannerLike(Protocol):
     """What the planner node calls: one action in [-1, 1]^A per observation dict."""
 
@@ -165,16 +162,9 @@ def make_planner(model_dir: str, providers: Sequence[str] | None = None,
     ``iterations``, ``horizon``; 0 or missing keeps the bundle's). Returns the planner and the
     manifest; a bad bundle or setting raises ValueError naming it.
     """
-    from wmil_core.runtime import Planner, load_bundle  # torch-free; loaded only when used
+    from wmil_core.runtime import Planner, load_bundle, with_settings  # torch-free; lazy
 
     bundle = load_bundle(model_dir)
-    overrides = {PLANNER_SETTINGS[k]: int(v) for k, v in (settings or {}).items() if v}
-    kwargs: dict[str, Any] = {}
-    if overrides:
-        try:
-            kwargs["config"] = dataclasses.replace(bundle.planner, **overrides)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"planner settings: {exc}") from None
     planner = Planner(bundle, providers=list(providers) if providers else None,
-                      threads=threads or None, **kwargs)
+                      threads=threads or None, config=with_settings(bundle.planner, settings))
     return planner, bundle.manifest

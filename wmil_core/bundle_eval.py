@@ -7,7 +7,6 @@ planner settings and the same episode seeds as ``wmil_sim`` (episode i uses seed
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from collections.abc import Mapping
@@ -42,19 +41,13 @@ def evaluate_bundle(model_dir: str | Path, episodes: int = 10, seed: int = 0,
         return mean/std, normalized score (return / the demos' expert return, when the
         manifest records it), success rate, per-episode returns, planning latency p50/p99 ms.
     """
-    from wmil_core.runtime import Planner, load_bundle  # torch-free
+    from wmil_core.runtime import Planner, load_bundle, with_settings  # torch-free
     from wmil_core.tasks.env import make_env
 
     if episodes < 1:
         raise ValueError(f"episodes: must be >= 1, got {episodes}")
     bundle = load_bundle(model_dir)
-    names = {"samples": "num_samples", "iterations": "iterations", "horizon": "horizon"}
-    unknown = sorted(set(settings or {}) - set(names))
-    if unknown:
-        raise ValueError(f"settings: unknown {unknown} (known: samples, iterations, horizon)")
-    over = {names[k]: int(v) for k, v in (settings or {}).items() if v}
-    planner = Planner(bundle, threads=threads,
-                      config=dataclasses.replace(bundle.planner, **over) if over else None)
+    planner = Planner(bundle, threads=threads, config=with_settings(bundle.planner, settings))
     manifest = bundle.manifest
     task = task or manifest.get("task")
     if not task:

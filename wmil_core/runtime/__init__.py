@@ -26,6 +26,7 @@ from wmil_core.runtime.planner import (
     check_obs,
     default_providers,
     to_actuator,
+    with_settings,
 )
 
 __all__ = [
@@ -47,4 +48,5 @@ __all__ = [
     "sha256_file",
     "to_actuator",
     "trajectory_value",
+    "with_settings",
 ]

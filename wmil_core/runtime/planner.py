@@ -7,6 +7,7 @@ agent (warm-started from the previous step's mean) and returns the action in [-1
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -64,6 +65,24 @@ def check_obs(obs: Mapping[str, Any], spec: Mapping[str, ObsKey]) -> dict[str, n
             raise ValueError(f"observation {key!r}: has a non-finite value (NaN or inf)")
         out[key] = np.ascontiguousarray(value)[None]
     return out
+
+
+# planner settings by their node-parameter names -> PlannerConfig fields
+SETTINGS = {"samples": "num_samples", "iterations": "iterations", "horizon": "horizon"}
+
+
+def with_settings(config: PlannerConfig, settings: Mapping[str, int] | None) -> PlannerConfig:
+    """``config`` with overrides named as the planner node's parameters (``samples``,
+    ``iterations``, ``horizon``; 0 or missing keeps the value). A bad name or value raises
+    ValueError naming it."""
+    unknown = sorted(set(settings or {}) - set(SETTINGS))
+    if unknown:
+        raise ValueError(f"planner settings: unknown {unknown} (known: {', '.join(SETTINGS)})")
+    over = {SETTINGS[k]: int(v) for k, v in (settings or {}).items() if v}
+    try:
+        return dataclasses.replace(config, **over) if over else config
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"planner settings: {exc}") from None
 
 
 def to_actuator(action: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
