@@ -93,10 +93,10 @@ def test_cli_eval_of_a_bundle_records_in_the_manifest(tmp_path: Path, capsys):
 def test_shipped_model_closed_loop_matches_in_process():
     """The shipped bundle over DDS (sim + planner, lockstep) scores within 10% of the same
     bundle evaluated in-process on the same seeds."""
-    from wmil.stack import PLANNER, SIM, run_stack
+    from wmil.stack import DEFAULT_MODEL, PLANNER, SIM, run_stack
     from wmil_core.paths import models_dir
 
-    model = models_dir() / "reacher-easy"
+    model = models_dir() / DEFAULT_MODEL
     ref = evaluate_bundle(model, episodes=3, seed=10_000)
     res = run_stack({SIM: {"seed": 10_000}, PLANNER: {"model_dir": str(model)}}, episodes=3,
                     timeout=900.0)

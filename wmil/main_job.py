@@ -22,7 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from wmil.stack import DEFAULT_MODEL
 from wmil_core.config import atomic_write, to_dict
+from wmil_core.paths import models_dir
 
 # Planner for acting while training and in the exported bundle: sized for this 2-core CPU
 # (`wmil bench planner` measured ~30-50 ms per plan at these settings here).
@@ -42,7 +44,8 @@ class DemoJob:
     bc_steps: int = 2000
     episodes: int = 10  # evaluation episodes (in-process and over ROS 2)
     out: str = "runs/demo"
-    shipped: str = "models/reacher-easy"  # also run over ROS 2 when it exists ('' skips)
+    # the shipped bundle, also run over ROS 2 when it exists ('' skips)
+    shipped: str = dataclasses.field(default_factory=lambda: str(models_dir() / DEFAULT_MODEL))
     ros: bool = True  # run the ROS 2 closed loop (needs rclpy)
     episode_length: int | None = None  # agent steps per episode (default: the task's)
 

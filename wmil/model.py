@@ -17,7 +17,8 @@ from typing import Any, Protocol
 import numpy as np
 
 OBS_KEYS = ("joints", "features", "image")
-# planner node parameter -> field of wmil_core.runtime's PlannerConfig
+
+
 class PlannerLike(Protocol):
     """What the planner node calls: one action in [-1, 1]^A per observation dict."""
 

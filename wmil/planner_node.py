@@ -94,7 +94,6 @@ class ActiveModel:
     path: str
 
 
-
 class ControlThread:
     """Calls ``tick(now)`` on its own thread: at fixed-rate deadlines (``period``: a function
     returning seconds, read at every deadline so rate changes apply at once) or, with

@@ -165,18 +165,19 @@ class Trainer:
             "config": to_dict(self.cfg),
         }
 
+    def _write_state(self, path: Path) -> None:
+        buf = io.BytesIO()
+        torch.save(self._state(), buf)
+        atomic_write(path, buf.getvalue())
+
     def save_checkpoint(self) -> None:
         """Agent, counters, random streams and the behaviour buffer, atomically."""
         self.behaviour.save(self.run / "checkpoints" / "buffer.npz")
-        buf = io.BytesIO()
-        torch.save(self._state(), buf)
-        atomic_write(self.ckpt_path, buf.getvalue())
+        self._write_state(self.ckpt_path)
 
     def save_best(self) -> None:
         """``checkpoints/best.pt``: the agent at its best evaluation so far (no buffer)."""
-        buf = io.BytesIO()
-        torch.save(self._state(), buf)
-        atomic_write(self.run / "checkpoints" / "best.pt", buf.getvalue())
+        self._write_state(self.run / "checkpoints" / "best.pt")
 
     def load_checkpoint(self) -> None:
         """Continue from ``checkpoints/latest.pt``; a corrupt file is refused, nothing changed."""
