@@ -96,9 +96,9 @@ def test_expert_is_deterministic() -> None:
     np.testing.assert_array_equal(a, expert.act(obs))
 
 
-def test_no_expert_for_walker() -> None:
+def test_no_expert_for_hopper() -> None:
     with pytest.raises(ValueError, match="no expert"):
-        make_expert("dmc/walker-walk")
+        make_expert("dmc/hopper-hop")
 
 
 def test_expert_rejects_foreign_task() -> None:

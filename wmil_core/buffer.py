@@ -19,11 +19,13 @@ from wmil_core.demos import DemoDataset
 
 
 class Batch(NamedTuple):
-    """Sub-trajectories: obs[k] (H+1, B, ...), action (H, B, A), done (H, B, 1)."""
+    """Sub-trajectories: obs[k] (H+1, B, ...), action (H, B, A), done (H, B, 1) and, from a
+    buffer that stores rewards (expert training only), reward (H, B, 1)."""
 
     obs: dict[str, torch.Tensor]
     action: torch.Tensor
     done: torch.Tensor
+    reward: torch.Tensor | None = None
 
 
 class EpisodeBuffer:
@@ -34,10 +36,12 @@ class EpisodeBuffer:
         action_dim: A.
         capacity: rows (observations) kept; the oldest episodes are overwritten.
         horizon: H; samples are windows of H+1 consecutive rows of one episode.
+        rewards: also store the simulator's reward of each step. Only the reward-trained SAC
+            experts do; the imitation learners' buffers hold none.
     """
 
     def __init__(self, obs_spec: Mapping[str, Mapping[str, Any]], action_dim: int,
-                 capacity: int, horizon: int) -> None:
+                 capacity: int, horizon: int, rewards: bool = False) -> None:
         if capacity < horizon + 1:
             raise ValueError(f"capacity: must be >= horizon + 1, got {capacity}")
         self.obs_spec = {k: {"shape": list(v["shape"]), "dtype": str(v["dtype"])}
@@ -49,6 +53,7 @@ class EpisodeBuffer:
                     for k, v in self.obs_spec.items()}
         self.action = np.zeros((capacity, action_dim), dtype=np.float32)
         self.done = np.zeros(capacity, dtype=np.float32)
+        self.reward = np.zeros(capacity, dtype=np.float32) if rewards else None
         self.episode = np.full(capacity, -1, dtype=np.int64)  # episode id of each row
         self.pos = 0  # next row to write
         self.num_episodes = 0
@@ -65,8 +70,9 @@ class EpisodeBuffer:
         return int(self._starts.size)
 
     def add_episode(self, obs: Mapping[str, np.ndarray], actions: np.ndarray,
-                    terminated: bool = False) -> None:
-        """Append an episode: obs[k] (T+1, ...), actions (T, A) in [-1, 1]."""
+                    terminated: bool = False, rewards: np.ndarray | None = None) -> None:
+        """Append an episode: obs[k] (T+1, ...), actions (T, A) in [-1, 1], rewards (T,)
+        (required by, and only accepted by, a buffer made with ``rewards=True``)."""
         t = int(actions.shape[0])
         rows = t + 1
         if rows > self.capacity:
@@ -75,6 +81,11 @@ class EpisodeBuffer:
             raise ValueError(f"episode has observations {sorted(obs)}, expected {sorted(self.obs)}")
         if actions.shape[1:] != (self.action_dim,):
             raise ValueError(f"actions have shape {actions.shape}, expected (T, {self.action_dim})")
+        if (rewards is None) != (self.reward is None):
+            raise ValueError("rewards: given to a buffer that stores none" if rewards is not None
+                             else "rewards: this buffer stores rewards; the episode has none")
+        if rewards is not None and np.shape(rewards) != (t,):
+            raise ValueError(f"rewards have shape {np.shape(rewards)}, expected ({t},)")
         if self.pos + rows > self.capacity:  # wrap: the tail stays unused
             self.episode[self.pos:] = -1
             self.pos = 0
@@ -85,6 +96,9 @@ class EpisodeBuffer:
             self.obs[k][sl] = v
         self.action[self.pos:self.pos + t] = actions
         self.action[self.pos + t] = 0.0
+        if self.reward is not None:
+            self.reward[self.pos:self.pos + t] = rewards
+            self.reward[self.pos + t] = 0.0
         self.done[sl] = 0.0
         if terminated:
             self.done[self.pos + t - 1] = 1.0
@@ -115,7 +129,9 @@ class EpisodeBuffer:
         obs = {k: torch.from_numpy(v[idx]).to(device) for k, v in self.obs.items()}
         act = torch.from_numpy(self.action[idx[:-1]]).to(device)
         done = torch.from_numpy(self.done[idx[:-1]]).unsqueeze(-1).to(device)
-        return Batch(obs, act, done)
+        rew = (None if self.reward is None
+               else torch.from_numpy(self.reward[idx[:-1]]).unsqueeze(-1).to(device))
+        return Batch(obs, act, done, rew)
 
     def initial_obs(self) -> dict[str, np.ndarray]:
         """First observation of every stored (whole) episode."""
@@ -135,6 +151,8 @@ class EpisodeBuffer:
                       episode=self.episode[:last],
                       meta=np.array([self.pos, self.num_episodes, self.num_steps, self.capacity,
                                      self.horizon], dtype=np.int64))
+        if self.reward is not None:
+            arrays["reward"] = self.reward[:last]
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
         os.close(fd)
         try:
@@ -157,6 +175,8 @@ class EpisodeBuffer:
                     self.obs[k][:last] = f[f"obs/{k}"]
                 self.action[:last] = f["action"]
                 self.done[:last] = f["done"]
+                if self.reward is not None:
+                    self.reward[:last] = f["reward"]
                 self.episode[:] = -1
                 self.episode[:last] = f["episode"]
         except (OSError, KeyError) as exc:

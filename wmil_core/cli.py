@@ -101,6 +101,30 @@ def cmd_expert_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_expert_train(args: argparse.Namespace) -> int:
+    """Train a SAC expert on the task's reward (in the background; --resume after a kill)."""
+    from wmil_core.config import load_config
+    from wmil_core.expert_train import ExpertTrainConfig, ExpertTrainer, expert_dir
+
+    if args.resume:
+        out = Path(args.resume)
+        cfg = load_config(ExpertTrainConfig, out / "config.yaml")
+        if args.steps is not None:  # allow extending a finished run
+            cfg = dataclasses.replace(cfg, steps=args.steps)
+        trainer = ExpertTrainer(cfg, out)
+        best = trainer.train(resume=True)
+    else:
+        if args.sac is not None:
+            args.sac = json.loads(args.sac)
+        cfg = _config_from_args(ExpertTrainConfig, args)
+        out = Path(args.out) if args.out else expert_dir(cfg.task)
+        trainer = ExpertTrainer(cfg, out)
+        best = trainer.train()
+    print(f"best evaluation at step {best['step']}: return {best['return_mean']:.1f} +- "
+          f"{best['return_std']:.1f}; policy: {out / 'expert.pt'}")
+    return 0
+
+
 def _print_stats(d: dict[str, Any]) -> None:
     succ = "n/a" if d["success_rate"] is None else f"{d['success_rate']:.2f}"
     print(f"{d['task']}  expert={d['expert']}  episodes={d['episodes']}  "
@@ -287,6 +311,23 @@ def build_parser() -> argparse.ArgumentParser:
     ee.add_argument("--expert", default=None, help="expert name (default: the task's)")
     ee.add_argument("--json", default=None, help="also write the result to this JSON file")
     ee.set_defaults(func=cmd_expert_eval)
+    et = esub.add_parser("train", help="train a SAC expert on the task's reward")
+    et.add_argument("--config", default=None, help="YAML with ExpertTrainConfig fields")
+    et.add_argument("--task", default=None)
+    et.add_argument("--steps", type=int, default=None, help="environment steps")
+    et.add_argument("--seed-steps", dest="seed_steps", type=int, default=None)
+    et.add_argument("--eval-every", dest="eval_every", type=int, default=None)
+    et.add_argument("--eval-episodes", dest="eval_episodes", type=int, default=None)
+    et.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=None)
+    et.add_argument("--episode-length", dest="episode_length", type=int, default=None)
+    et.add_argument("--sac", default=None, help='SAC overrides as JSON, e.g. \'{"lr": 1e-3}\'')
+    et.add_argument("--seed", type=int, default=None)
+    et.add_argument("--device", default=None, help="auto | cpu | cuda")
+    et.add_argument("--threads", type=int, default=None)
+    et.add_argument("--out", default=None,
+                    help="expert directory (default: models/experts/<domain-task>/)")
+    et.add_argument("--resume", default=None, metavar="DIR", help="continue a killed run")
+    et.set_defaults(func=cmd_expert_train)
 
     d = sub.add_parser("demos", help="demonstration datasets")
     dsub = d.add_subparsers(dest="demos_command", required=True, metavar="ACTION")

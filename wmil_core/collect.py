@@ -113,7 +113,7 @@ def collect_demos(
     env = make_env(task, obs_mode, seed=seed, image_size=image_size,  # type: ignore[arg-type]
                    frames=frames)
     ex = make_expert(task, expert)
-    desc = {"name": ex.name, "kind": "scripted", "seed": seed}
+    desc = {"name": ex.name, "kind": getattr(ex, "kind", "scripted"), "seed": seed}
     with DemoWriter(out, task, obs_mode, env.obs_spec(), env.action_space.shape[0],
                     env.joint_names, desc) as writer:
         stats = _run(env, ex, episodes, seed, progress, writer)

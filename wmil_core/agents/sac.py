@@ -186,6 +186,27 @@ class SACBase:
         self.gamma = float(state["gamma"])
 
 
+class RewardSAC(SACBase):
+    """Plain SAC on the simulator's reward: it trains the experts of tasks with no scripted
+    demonstrator (``wmil expert train``), never an imitation learner."""
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        """One critic (soft TD on the stored reward), actor and temperature step."""
+        if batch.reward is None:
+            raise ValueError("RewardSAC needs a batch with rewards (EpisodeBuffer(rewards=True))")
+        m = self.model
+        with torch.no_grad():
+            v_next = self.V(m.encode(_step(batch.obs, 1)), target=True)
+            y = batch.reward[0] + self.gamma * (1.0 - batch.done[0]) * v_next
+        m.train()
+        z = m.encode(_step(batch.obs, 0))
+        q = m.Q(z, batch.action[0], "all")  # (num_q, B, 1)
+        critic_loss = (q - y).pow(2).mean()
+        stats = self._learn(critic_loss, z)
+        stats.update(critic_loss=float(critic_loss.detach()), q=float(q.detach().mean()))
+        return stats
+
+
 class IQLSAC(SACBase):
     """IQ-Learn with a SAC actor: the critic minimises :func:`~wmil_core.losses.iq_loss`."""
 

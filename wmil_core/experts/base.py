@@ -49,7 +49,7 @@ def expert_names() -> list[str]:
 
 def _load_builtin() -> None:
     # importing the modules registers their experts
-    from wmil_core.experts import scripted, simple  # noqa: F401
+    from wmil_core.experts import scripted, simple, trained  # noqa: F401
 
 
 def make_expert(task: str, name: str | None = None) -> Expert:
