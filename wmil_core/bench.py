@@ -22,11 +22,12 @@ def _percentiles(ms: list[float]) -> dict[str, float]:
 
 def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updates: int = 20,
           plans: int = 50, threads: int = 0, seed: int = 0,
-          out: str | Path | None = None) -> dict[str, Any]:
+          out: str | Path | None = None, compile: bool = False) -> dict[str, Any]:
     """Time IQ-MPC updates and planning steps for ``preset`` on ``task``'s observation spec.
 
     Updates use random data of the right shapes in both buffers (the cost does not depend on
-    the values); planning runs from real observations of the task.
+    the values); planning runs from real observations of the task. ``compile``: with
+    ``torch.compile`` (compilation happens in the untimed warm-up and is reported).
     """
     from wmil_core.agents.iqmpc import IQMPC
     from wmil_core.buffer import EpisodeBuffer
@@ -36,7 +37,7 @@ def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updat
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    cfg = agent_config(preset)
+    cfg = agent_config(preset, {"compile": compile})
     env = make_env(task, obs, seed=seed)  # type: ignore[arg-type]
     spec = env.obs_spec()
     a_dim = int(env.action_space.shape[0])
@@ -53,16 +54,18 @@ def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updat
                     else rng.standard_normal(shape).astype(np.float32))
         buf.add_episode(o, rng.uniform(-1, 1, (100, a_dim)).astype(np.float32))
     b = cfg.batch_size
+    t_warm = time.perf_counter()
     for _ in range(3):  # warm-up
         agent.update(buf.sample(b, rng), buf.sample(b, rng))
+    ob, _ = env.reset(seed=seed)
+    agent.act(ob, t0=True)
+    warmup_s = time.perf_counter() - t_warm
     upd_ms = []
     for _ in range(updates):
         e, beh = buf.sample(b, rng), buf.sample(b, rng)
         t = time.perf_counter()
         agent.update(e, beh)
         upd_ms.append(1000 * (time.perf_counter() - t))
-    ob, _ = env.reset(seed=seed)
-    agent.act(ob, t0=True)
     plan_ms = []
     for _ in range(plans):
         t = time.perf_counter()
@@ -80,6 +83,8 @@ def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updat
         "machine": platform.processor() or platform.machine(),
         "model": to_dict(cfg.model),
         "batch_per_buffer": b,
+        "compiled": compile,
+        "warmup_s": warmup_s,  # 3 updates and a plan, including compilation
         "planner": f"{p.num_samples} samples x {p.iterations_for(a_dim)} iterations x "
                    f"horizon {p.horizon}",
         "update": _percentiles(upd_ms),

@@ -255,11 +255,12 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
     """Updates/s and planning latency of a preset."""
     from wmil_core.bench import speed
 
-    out = args.out or f"bench/speed-{args.preset}.json"
+    out = args.out or f"bench/speed-{args.preset}{'-compiled' if args.compile else ''}.json"
     r = speed(args.preset, args.task, args.obs, args.updates, args.plans, args.threads,
-              out=out)
+              out=out, compile=args.compile)
     print(f"preset {r['preset']} on {r['task']} ({r['obs']}), {r['threads']} threads, "
-          f"batch {r['batch_per_buffer']}+{r['batch_per_buffer']}, planner {r['planner']}")
+          f"batch {r['batch_per_buffer']}+{r['batch_per_buffer']}, planner {r['planner']}"
+          + (f", torch.compile'd (warm-up {r['warmup_s']:.0f} s)" if r["compiled"] else ""))
     print(f"  update: p50 {r['update']['p50_ms']:.1f} ms  p99 {r['update']['p99_ms']:.1f} ms  "
           f"({r['updates_per_s']:.2f} updates/s)")
     print(f"  plan:   p50 {r['plan']['p50_ms']:.1f} ms  p99 {r['plan']['p99_ms']:.1f} ms")
@@ -403,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--updates", type=int, default=20)
     bs.add_argument("--plans", type=int, default=50)
     bs.add_argument("--threads", type=int, default=0)
+    bs.add_argument("--compile", action="store_true", help="torch.compile update and planner")
     bs.add_argument("--out", default=None)
     bs.set_defaults(func=cmd_bench_speed)
 

@@ -13,6 +13,7 @@ with V(z) = Q(z, a~pi(z)) - beta log pi(a|z), Q the min (V_avg: the mean) of two
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Protocol
 
 import torch
@@ -118,11 +119,13 @@ class PlanResult:
 
 @torch.no_grad()
 def plan(model: PlanningModel, z: Tensor, cfg: PlannerConfig, gamma: float, beta: float,
-         noise: PlanNoise, prev_mean: Tensor | None = None, explore: bool = False) -> PlanResult:
+         noise: PlanNoise, prev_mean: Tensor | None = None, explore: bool = False,
+         value_fn: Callable[..., Tensor] = trajectory_value) -> PlanResult:
     """One MPPI planning step from latent ``z`` (shape (L,) or (1, L)).
 
     ``prev_mean``: the previous step's mean (H, A), shifted by one as the warm start.
     ``explore``: add std-scaled noise to the executed action (training), else not (evaluation).
+    ``value_fn``: :func:`trajectory_value` or a compiled version of it (same signature).
     """
     z = z.reshape(1, -1)
     h, n, npi = cfg.horizon, cfg.num_samples, cfg.num_pi_trajs
@@ -141,7 +144,7 @@ def plan(model: PlanningModel, z: Tensor, cfg: PlannerConfig, gamma: float, beta
     zs = z.expand(n, -1)
     for i in range(noise.actions.shape[0]):
         actions[:, npi:] = (mean.unsqueeze(1) + std.unsqueeze(1) * noise.actions[i]).clamp(-1, 1)
-        value = trajectory_value(model, zs, actions, gamma, beta, noise.value[i], noise.heads[i])
+        value = value_fn(model, zs, actions, gamma, beta, noise.value[i], noise.heads[i])
         value = value.nan_to_num(0.0).squeeze(1)  # (N,)
         elite_value, elite_idx = torch.topk(value, cfg.num_elites)
         elite_actions = actions[:, elite_idx]  # (H, k, A)

@@ -176,7 +176,8 @@ class WorldModel(nn.Module):
         if kind == "all":
             return qs(x.reshape(-1, x.shape[-1])).reshape(self.cfg.num_q, *lead, 1)
         # two random heads, and only those two are computed
-        idx = torch.randperm(self.cfg.num_q, device=x.device)[:2]
+        # (split, not [:2]: inductor's randperm-slice pattern pass fails on the sliced form)
+        idx = torch.randperm(self.cfg.num_q, device=x.device).split(2)[0]
         out = qs(x.reshape(-1, x.shape[-1]), idx).reshape(2, *lead, 1)
         return out.amin(0) if kind == "min" else out.mean(0)
 

@@ -20,7 +20,7 @@ from wmil_core.losses import (
     policy_loss,
     rho_weights,
 )
-from wmil_core.planning import PlannerConfig, plan, sample_noise
+from wmil_core.planning import PlannerConfig, plan, sample_noise, trajectory_value
 from wmil_core.world_model import ModelConfig, WorldModel
 
 
@@ -51,6 +51,10 @@ class IQMPCConfig:
     value_term: Literal["v0", "td"] = "v0"
     grad_pen: float = 0.0  # lambda of the W1 gradient penalty (0: off, as the paper's code)
     mpc: bool = True  # plan with MPPI (False: act with the policy prior)
+    # torch.compile the planner's value rollout and the update's losses: about a minute of
+    # compilation per graph, then fused kernels (see README for the measured speed-up); pays
+    # off in long runs, so off by default (and in tests)
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -101,6 +105,13 @@ class IQMPC:
         self.generator = torch.Generator().manual_seed(seed)
         self._prev_mean: Tensor | None = None
         self.updates = 0
+        self._value_fn = trajectory_value
+        self._model_loss_fn = self._model_losses
+        self._pi_loss_fn = self._pi_loss
+        if cfg.compile:
+            self._value_fn = torch.compile(trajectory_value, dynamic=False)
+            self._model_loss_fn = torch.compile(self._model_losses, dynamic=False)
+            self._pi_loss_fn = torch.compile(self._pi_loss, dynamic=False)
 
     # -- acting --------------------------------------------------------------------------------
     def obs_to_tensors(self, obs: Mapping[str, np.ndarray]) -> dict[str, Tensor]:
@@ -118,7 +129,8 @@ class IQMPC:
         noise = sample_noise(self.cfg.planner, self.action_dim, self.cfg.model.num_q,
                              self.generator, self.device)
         res = plan(self.model, z[0], self.cfg.planner, self.gamma, self.cfg.beta, noise,
-                   prev_mean=None if t0 else self._prev_mean, explore=not eval_mode)
+                   prev_mean=None if t0 else self._prev_mean, explore=not eval_mode,
+                   value_fn=self._value_fn)
         self._prev_mean = res.mean
         return res.action.cpu().numpy()
 
@@ -140,10 +152,43 @@ class IQMPC:
             done = torch.cat([expert.done, behaviour.done], 1)
             n_exp = expert.action.shape[1]
             value_term = cfg.value_term
-        h, b = action.shape[0], action.shape[1]
-        is_expert = torch.arange(b, device=self.device) < n_exp
-
         m.train()
+        # pi's own parameters get no gradient from the model loss (the policy loss trains them)
+        m._pi.requires_grad_(False)
+        total, zs_t, stats = self._model_loss_fn(obs, action, done, n_exp, value_term,
+                                                 behaviour is not None and cfg.grad_pen > 0)
+        m._pi.requires_grad_(True)
+        self.optim.zero_grad(set_to_none=True)
+        total.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(m.parameters(), cfg.grad_clip_norm)
+        if not torch.isfinite(total):
+            raise FloatingPointError(f"non-finite loss at update {self.updates}: {total.item()}")
+        self.optim.step()
+
+        # policy prior: max-entropy objective on latents of both buffers (Q frozen)
+        m.track_q_grad(False)
+        pi_loss = self._pi_loss_fn(zs_t.detach())
+        self.pi_optim.zero_grad(set_to_none=True)
+        pi_loss.backward()
+        torch.nn.utils.clip_grad_norm_(m._pi.parameters(), cfg.grad_clip_norm)
+        self.pi_optim.step()
+        m.track_q_grad(True)
+        m.soft_update_target_Q(cfg.tau)
+        m.eval()
+        self.updates += 1
+        stats.update(pi_loss=pi_loss, grad_norm=grad_norm)
+        return {k: float(v.detach()) for k, v in stats.items()}
+
+    def _model_losses(self, obs: dict[str, Tensor], action: Tensor, done: Tensor, n_exp: int,
+                      value_term: str, grad_pen: bool
+                      ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """Forward pass of the world-model update: (total loss, latent rollout, statistics).
+
+        Rows ``:n_exp`` of the batch are expert sub-trajectories, the rest behaviour.
+        """
+        cfg, m = self.cfg, self.model
+        h, b = action.shape[0], action.shape[1]
+        is_expert = torch.arange(b, device=action.device) < n_exp
         with torch.no_grad():
             next_z = m.encode({k: v[1:] for k, v in obs.items()})  # (H, B, L) targets
             next_v = m.V(next_z, target=True, beta=cfg.beta)  # (H, B, 1)
@@ -155,13 +200,10 @@ class IQMPC:
         zs_t = torch.stack(zs)  # (H+1, B, L)
         cons = consistency_loss(zs_t[1:], next_z, cfg.rho)
         # Q(z, a) of every head at every step; V(z) = min of two random heads at a ~ pi(z)
-        # only where the value term reads it: expert rows at t = 0 (v0) or behaviour rows
-        # (td). pi's own parameters get no gradient here (the policy loss trains them).
+        # only where the value term reads it: expert rows at t = 0 (v0) or behaviour rows (td)
         qs = m.Q(zs_t[:-1], action, "all")  # (num_q, H, B, 1)
         zv = zs_t[0, :n_exp] if value_term == "v0" else zs_t[:-1, n_exp:]
-        m._pi.requires_grad_(False)
         _, a_pi, log_pi, _ = m.pi(zv)
-        m._pi.requires_grad_(True)
         v_sel = m.Q(zv, a_pi, "min") - cfg.beta * log_pi
         if value_term == "v0":
             v, v0 = v_sel, v_sel  # v is not read by the v0 form
@@ -170,10 +212,10 @@ class IQMPC:
             v0 = None
         iq, parts = iq_loss(qs, v, next_v, is_expert, self.gamma, cfg.alpha, value_term, v0,
                             done)  # (num_q, H)
-        w = rho_weights(h, cfg.rho, self.device)
+        w = rho_weights(h, cfg.rho, action.device)
         value_loss = (iq * w).sum() / (h * cfg.model.num_q)
         stats: dict[str, Tensor] = {}
-        if cfg.grad_pen > 0 and behaviour is not None:
+        if grad_pen:
             za = torch.cat([zs_t[:-1], action], -1)  # (H, B, L+A)
             gp = gradient_penalty(
                 lambda x: m.Q(x[..., :-self.action_dim], x[..., -self.action_dim:], "avg"),
@@ -182,38 +224,22 @@ class IQMPC:
             value_loss = value_loss + gp
             stats["grad_pen"] = gp.detach()
         total = cfg.consistency_coef * cons + cfg.value_coef * value_loss
-        self.optim.zero_grad(set_to_none=True)
-        total.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(m.parameters(), cfg.grad_clip_norm)
-        if not torch.isfinite(total):
-            raise FloatingPointError(f"non-finite loss at update {self.updates}: {total.item()}")
-        self.optim.step()
-
-        # policy prior: max-entropy objective on latents of both buffers (Q frozen)
-        m.track_q_grad(False)
-        _, a_pi, log_pi, _ = m.pi(zs_t.detach())
-        q_pi = m.Q(zs_t.detach(), a_pi, "min")
-        pi_loss = policy_loss(log_pi, q_pi, cfg.beta, cfg.rho)
-        self.pi_optim.zero_grad(set_to_none=True)
-        pi_loss.backward()
-        torch.nn.utils.clip_grad_norm_(m._pi.parameters(), cfg.grad_clip_norm)
-        self.pi_optim.step()
-        m.track_q_grad(True)
-        m.soft_update_target_Q(cfg.tau)
-        m.eval()
-        self.updates += 1
-
         with torch.no_grad():
             r = qs.mean(0) - self.gamma * next_v  # decoded reward per sample, (H, B, 1)
             stats.update(
-                consistency_loss=cons, iq_loss=value_loss, pi_loss=pi_loss,
-                total_loss=total, grad_norm=grad_norm, q_expert=qs[:, :, :n_exp].mean(),
+                consistency_loss=cons.detach(), iq_loss=value_loss.detach(),
+                total_loss=total.detach(), q_expert=qs[:, :, :n_exp].mean(),
                 reward_expert=r[:, :n_exp].mean(), **parts,
             )
             if n_exp < b:
                 stats["q_behaviour"] = qs[:, :, n_exp:].mean()
                 stats["reward_behaviour"] = r[:, n_exp:].mean()
-        return {k: float(v.detach()) for k, v in stats.items()}
+        return total, zs_t, stats
+
+    def _pi_loss(self, zs: Tensor) -> Tensor:
+        """Maximum-entropy policy-prior loss on latents ``zs`` (H+1, B, L), Q frozen."""
+        _, a_pi, log_pi, _ = self.model.pi(zs)
+        return policy_loss(log_pi, self.model.Q(zs, a_pi, "min"), self.cfg.beta, self.cfg.rho)
 
     @torch.no_grad()
     def decode_rewards(self, obs: Mapping[str, np.ndarray], actions: np.ndarray) -> np.ndarray:
