@@ -61,3 +61,23 @@ def test_compiled_agent_matches_eager(monkeypatch):
             assert s_got[k] == pytest.approx(s_ref[k], rel=1e-4, abs=1e-5), k
     for k, v in eager.model.state_dict().items():
         torch.testing.assert_close(comp.model.state_dict()[k], v, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_cli_train_compile_flag(tmp_path):
+    import yaml
+
+    from wmil_core.cli import main
+    from wmil_core.collect import collect_demos
+
+    demos = tmp_path / "d.h5"
+    collect_demos("dmc/reacher-easy", 1, "state", demos, seed=0, progress=False)
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump({"agent": TINY, "episode_length": 30, "buffer_size": 500,
+                                   "threads": 1, "eval_episodes": 1}))
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--task", "dmc/reacher-easy", "--demos",
+                 str(demos), "--steps", "60", "--seed-steps", "30", "--eval-every", "60",
+                 "--checkpoint-every", "60", "--compile", "--out", str(run)]) == 0
+    assert yaml.safe_load((run / "agent.yaml").read_text())["compile"] is True
+    assert (run / "checkpoints" / "latest.pt").is_file()

@@ -204,6 +204,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.out:
             raise ValueError("--out: a run directory is required (or --resume RUN)")
         cfg = _config_from_args(TrainConfig, args)
+        if args.compile:
+            cfg = dataclasses.replace(cfg, agent={**cfg.agent, "compile": True})
         trainer = Trainer(cfg, args.out)
         result = trainer.train()
     _print_eval(result)
@@ -377,6 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, default=None)
     tr.add_argument("--device", default=None, help="auto | cpu | cuda")
     tr.add_argument("--threads", type=int, default=None)
+    tr.add_argument("--compile", action="store_true",
+                    help="torch.compile IQ-MPC's update and planner (pays off in long runs)")
     tr.add_argument("--out", default=None, help="run directory")
     tr.add_argument("--resume", default=None, metavar="RUN", help="continue a killed run")
     tr.set_defaults(func=cmd_train)
