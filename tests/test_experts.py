@@ -20,6 +20,7 @@ CASES: dict[str, tuple[int, str, float]] = {
     "jaco/reach-duplo": (3, "success", 0.95),
     # SAC experts shipped in models/experts/ (wmil expert train)
     "dmc/walker-walk": (2, "return", 850.0),
+    "dmc/cheetah-run": (2, "return", 450.0),
 }
 
 Policy = Callable[[dict[str, np.ndarray]], np.ndarray]
