@@ -27,12 +27,18 @@ def batch(g: torch.Generator, n: int = 8, h: int = 3) -> Batch:
 
 
 @pytest.mark.slow
-def test_compiled_agent_matches_eager(monkeypatch):
+def test_compiled_agent_matches_eager():
     import torch._inductor.config as inductor_config
 
     # the compiled graphs draw their random numbers as eager torch does, so both agents see
-    # the same policy samples, Q-head choices and dropout masks
-    monkeypatch.setattr(inductor_config, "fallback_random", True)
+    # the same policy samples, Q-head choices and dropout masks. The config's own patch()
+    # restores the setting afterwards; monkeypatch would delete it, which hides the option
+    # from every later compile in the process (torch's config module treats delattr as hide).
+    with inductor_config.patch(fallback_random=True):
+        _check_compiled_matches_eager()
+
+
+def _check_compiled_matches_eager() -> None:
     eager, comp = make(False), make(True)
     assert comp._value_fn is not trajectory_value
     g = torch.Generator().manual_seed(1)
