@@ -270,6 +270,7 @@ def test_cli_export_and_bench_planner(tiny_run, tmp_path, capsys, monkeypatch):
     r = json.loads((tmp_path / "bench" / "planner-tiny.json").read_text())
     assert r["planner"]["num_samples"] == 16 and r["torch"]["n"] == r["runtime"]["n"] == 3
     assert r["max_action_diff"] <= TOLERANCE  # same checkpoint, same noise: same actions
+    assert r["steps_within_1e-4"] == 1.0 and r["median_action_diff"] <= r["max_action_diff"]
     assert r["speedup_p50"] > 0 and r["flops_per_plan"]["total"] > 0
     assert r["peak_gflops"]["onnxruntime"] > 0 and r["runtime_gflops"] > 0
     assert "p50" in capsys.readouterr().out
