@@ -87,3 +87,18 @@ def test_cli_train_compile_flag(tmp_path):
                  "--checkpoint-every", "60", "--compile", "--out", str(run)]) == 0
     assert yaml.safe_load((run / "agent.yaml").read_text())["compile"] is True
     assert (run / "checkpoints" / "latest.pt").is_file()
+
+
+@pytest.mark.slow
+def test_bench_speed_compile_times_eager_alongside(tmp_path):
+    import json
+
+    from wmil_core.bench import speed
+
+    r = speed("cpu", updates=2, plans=2, threads=1, out=tmp_path / "s.json", compile=True)
+    assert json.loads((tmp_path / "s.json").read_text())["compiled"] is True
+    assert r["update"]["n"] == r["eager"]["update"]["n"] == 2
+    assert r["plan"]["n"] == r["eager"]["plan"]["n"] == 2
+    ratio = r["eager"]["update"]["p50_ms"] / r["update"]["p50_ms"]
+    assert r["speedup_vs_eager"]["update"]["of_medians"] == pytest.approx(ratio)
+    assert r["warmup_s"] > 0

@@ -1,5 +1,6 @@
 """A tiny IQ-MPC run end to end: trains, checkpoints, resumes exactly, evaluates; bad input."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -226,3 +227,14 @@ def test_iq_update_separates_expert_from_behaviour_actions(demos, value_term):
     assert all(np.isfinite(v) for v in stats.values())
     held = buf.sample(256, rng, "cpu")
     assert rewards(held) > rewards(random_actions(held)) + 0.1
+
+
+def test_bench_speed_times_a_preset_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "speed.json"
+    assert main(["bench", "speed", "--preset", "cpu", "--updates", "2", "--plans", "2",
+                 "--threads", "1", "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["preset"] == "cpu" and r["batch_per_buffer"] == 64 and not r["compiled"]
+    assert r["update"]["n"] == 2 and r["plan"]["n"] == 2 and r["update"]["p50_ms"] > 0
+    assert r["updates_per_s"] == pytest.approx(1000 / r["update"]["p50_ms"])
+    assert "eager" not in r and "updates/s" in capsys.readouterr().out

@@ -26,8 +26,10 @@ def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updat
     """Time IQ-MPC updates and planning steps for ``preset`` on ``task``'s observation spec.
 
     Updates use random data of the right shapes in both buffers (the cost does not depend on
-    the values); planning runs from real observations of the task. ``compile``: with
-    ``torch.compile`` (compilation happens in the untimed warm-up and is reported).
+    the values); planning runs from real observations of the task. ``compile``: times a
+    ``torch.compile``'d agent and an eager one alternating on the same batches and
+    observations (compilation happens in the untimed warm-up and is reported), so that the
+    speed-up is a ratio measured in one window.
     """
     from wmil_core.agents.iqmpc import IQMPC
     from wmil_core.buffer import EpisodeBuffer
@@ -36,13 +38,17 @@ def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updat
 
     if threads:
         torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    cfg = agent_config(preset, {"compile": compile})
     env = make_env(task, obs, seed=seed)  # type: ignore[arg-type]
     spec = env.obs_spec()
     a_dim = int(env.action_space.shape[0])
-    agent = IQMPC({k: tuple(v["shape"]) for k, v in spec.items()}, a_dim, env.episode_length,
-                  cfg, seed=seed)
+    variants = [True, False] if compile else [False]
+    agents = {}
+    for c in variants:
+        torch.manual_seed(seed)
+        cfg = agent_config(preset, {"compile": c})
+        agents[c] = IQMPC({k: tuple(v["shape"]) for k, v in spec.items()}, a_dim,
+                          env.episode_length, cfg, seed=seed)
+    cfg = agents[compile].cfg
     rng = np.random.default_rng(seed)
     h = cfg.planner.horizon
     buf = EpisodeBuffer(spec, a_dim, 4 * 101, h)
@@ -54,26 +60,30 @@ def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updat
                     else rng.standard_normal(shape).astype(np.float32))
         buf.add_episode(o, rng.uniform(-1, 1, (100, a_dim)).astype(np.float32))
     b = cfg.batch_size
-    t_warm = time.perf_counter()
-    for _ in range(3):  # warm-up
-        agent.update(buf.sample(b, rng), buf.sample(b, rng))
     ob, _ = env.reset(seed=seed)
-    agent.act(ob, t0=True)
-    warmup_s = time.perf_counter() - t_warm
-    upd_ms = []
+    warmup_s = {}
+    for c, agent in agents.items():
+        t_warm = time.perf_counter()
+        for _ in range(3):  # warm-up
+            agent.update(buf.sample(b, rng), buf.sample(b, rng))
+        agent.act(ob, t0=True)
+        warmup_s[c] = time.perf_counter() - t_warm
+    upd_ms: dict[bool, list[float]] = {c: [] for c in agents}
     for _ in range(updates):
         e, beh = buf.sample(b, rng), buf.sample(b, rng)
-        t = time.perf_counter()
-        agent.update(e, beh)
-        upd_ms.append(1000 * (time.perf_counter() - t))
-    plan_ms = []
+        for c, agent in agents.items():
+            t = time.perf_counter()
+            agent.update(e, beh)
+            upd_ms[c].append(1000 * (time.perf_counter() - t))
+    plan_ms: dict[bool, list[float]] = {c: [] for c in agents}
     for _ in range(plans):
-        t = time.perf_counter()
-        a = agent.act(ob, t0=False)
-        plan_ms.append(1000 * (time.perf_counter() - t))
-        ob, *_ = env.step(a)
+        for c, agent in agents.items():
+            t = time.perf_counter()
+            a = agent.act(ob, t0=False)
+            plan_ms[c].append(1000 * (time.perf_counter() - t))
+        ob, *_ = env.step(a)  # the eager agent's action (the only one without compile)
     p = cfg.planner
-    result = {
+    result: dict[str, Any] = {
         "benchmark": "speed",
         "preset": preset,
         "task": task,
@@ -84,13 +94,20 @@ def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updat
         "model": to_dict(cfg.model),
         "batch_per_buffer": b,
         "compiled": compile,
-        "warmup_s": warmup_s,  # 3 updates and a plan, including compilation
+        "warmup_s": warmup_s[compile],  # 3 updates and a plan, including compilation
         "planner": f"{p.num_samples} samples x {p.iterations_for(a_dim)} iterations x "
                    f"horizon {p.horizon}",
-        "update": _percentiles(upd_ms),
-        "updates_per_s": 1000.0 / float(np.median(upd_ms)),
-        "plan": _percentiles(plan_ms),
+        "update": _percentiles(upd_ms[compile]),
+        "updates_per_s": 1000.0 / float(np.median(upd_ms[compile])),
+        "plan": _percentiles(plan_ms[compile]),
     }
+    if compile:  # eager timed in the same window, alternating; ratios = eager / compiled
+        result["eager"] = {"update": _percentiles(upd_ms[False]),
+                           "plan": _percentiles(plan_ms[False])}
+        result["speedup_vs_eager"] = {
+            k: {"of_medians": float(np.median(ms[False]) / np.median(ms[True])),
+                "median_paired": float(np.median(np.divide(ms[False], ms[True])))}
+            for k, ms in (("update", upd_ms), ("plan", plan_ms))}
     env.close()
     if out:
         atomic_write(out, json.dumps(result, indent=2))

@@ -266,6 +266,11 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
     print(f"  update: p50 {r['update']['p50_ms']:.1f} ms  p99 {r['update']['p99_ms']:.1f} ms  "
           f"({r['updates_per_s']:.2f} updates/s)")
     print(f"  plan:   p50 {r['plan']['p50_ms']:.1f} ms  p99 {r['plan']['p99_ms']:.1f} ms")
+    if r["compiled"]:
+        e, x = r["eager"], r["speedup_vs_eager"]
+        print(f"  eager, alternating with it: update p50 {e['update']['p50_ms']:.1f} ms, plan p50 "
+              f"{e['plan']['p50_ms']:.1f} ms; compiled speed-up (median of paired ratios) "
+              f"update {x['update']['median_paired']:.2f}x, plan {x['plan']['median_paired']:.2f}x")
     print(f"wrote {out}")
     return 0
 
