@@ -238,3 +238,21 @@ def test_bench_speed_times_a_preset_and_writes_json(tmp_path, capsys):
     assert r["update"]["n"] == 2 and r["plan"]["n"] == 2 and r["update"]["p50_ms"] > 0
     assert r["updates_per_s"] == pytest.approx(1000 / r["update"]["p50_ms"])
     assert "eager" not in r and "updates/s" in capsys.readouterr().out
+
+
+def test_steps_axis_labels_thousands_readably():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from wmil_core.plots import steps_axis
+
+    fig, ax = plt.subplots()
+    ax.plot([10000, 50000], [0, 1])
+    steps_axis(ax)
+    fmt = ax.xaxis.get_major_formatter()
+    assert [fmt(v, 0) for v in (0, 500, 20000, 12500)] == ["0", "500", "20k", "12.5k"]
+    assert len(ax.xaxis.get_major_locator().tick_values(0, 150000)) <= 7
+    assert ax.get_xlabel() == "environment steps"
+    plt.close(fig)

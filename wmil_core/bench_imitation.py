@@ -248,6 +248,8 @@ def plot_curves(spec: BenchSpec, cells: dict[str, Any], task: str, path: Path) -
     import matplotlib.pyplot as plt
     import numpy as np
 
+    from wmil_core.plots import steps_axis
+
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     for d in spec.demos:
         for method in spec.methods:
@@ -260,7 +262,7 @@ def plot_curves(spec: BenchSpec, cells: dict[str, Any], task: str, path: Path) -
             label = method if len(spec.demos) == 1 else f"{method}, {d} demos"
             ax.plot(steps, y.mean(0), label=label)
             ax.fill_between(steps, y.mean(0) - y.std(0), y.mean(0) + y.std(0), alpha=0.2)
-    ax.set_xlabel("environment steps")
+    steps_axis(ax)
     ax.set_ylabel("normalized score")
     ax.set_title(task)
     ax.legend(fontsize=7)

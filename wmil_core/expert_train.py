@@ -227,10 +227,12 @@ class ExpertTrainer:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        from wmil_core.plots import steps_axis
+
         fig, ax = plt.subplots(figsize=(5, 3.2))
         ax.plot([h["step"] for h in self.history], [h["return_mean"] for h in self.history],
                 marker="o")
-        ax.set_xlabel("environment steps")
+        steps_axis(ax)
         ax.set_ylabel("evaluation return")
         ax.set_title(f"SAC expert on {self.cfg.task}")
         fig.tight_layout()

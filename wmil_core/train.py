@@ -309,12 +309,14 @@ class Trainer:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        from wmil_core.plots import steps_axis
+
         x = [h["step"] for h in self.history]
         y = [h["normalized_score"] for h in self.history]
         fig, ax = plt.subplots(figsize=(5, 3.2))
         ax.plot(x, y, marker="o")
         ax.axhline(1.0, color="gray", ls="--", lw=1, label="expert")
-        ax.set_xlabel("environment steps")
+        steps_axis(ax)
         ax.set_ylabel("normalized score")
         ax.set_title(f"{self.cfg.method} on {self.cfg.task}")
         ax.legend()
