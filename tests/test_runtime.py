@@ -210,6 +210,9 @@ def test_providers_are_chosen_and_overridable(state_bundle):
     bundle = load_bundle(state_bundle)
     planner = Planner(bundle, threads=1)
     assert planner.providers[-1] == "CPUExecutionProvider"
+    # auto: both value computations were timed and the faster one is in use
+    times = planner.value_graph_times
+    assert set(times) == {"fused", "split"} and min(times, key=times.get) == planner.value_graph
     assert Planner(bundle, providers=["CPUExecutionProvider"], threads=2).providers == [
         "CPUExecutionProvider"]
     with pytest.raises(ValueError, match="providers: 'NoSuchExecutionProvider'"):

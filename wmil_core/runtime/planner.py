@@ -228,8 +228,11 @@ class Planner:
             return self.model.value
         return None  # mppi.trajectory_value over the split graphs
 
-    def _faster_value_graph(self, repeats: int = 5) -> str:
-        """Time the fused and the split value computation on one batch; the faster wins."""
+    def _faster_value_graph(self, repeats: int = 9) -> str:
+        """Time the fused and the split value computation on one batch; the faster wins.
+
+        The two alternate, so that a change in machine load hits both alike; medians decide.
+        """
         from wmil_core.runtime.mppi import trajectory_value
 
         cfg, b = self.cfg, self.bundle
@@ -243,15 +246,15 @@ class Planner:
             "fused": lambda: self.model.value(z0, acts, eps, heads),
             "split": lambda: trajectory_value(self.model, z0, acts, b.gamma, b.beta, eps, heads),
         }
-        best: dict[str, float] = {}
-        for name, fn in runs.items():
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        for fn in runs.values():
             fn()  # warm-up
-            times = []
-            for _ in range(repeats):
+        for _ in range(repeats):
+            for name, fn in runs.items():
                 t = time.perf_counter()
                 fn()
-                times.append(time.perf_counter() - t)
-            best[name] = float(np.median(times))
+                times[name].append(time.perf_counter() - t)
+        best = {name: float(np.median(ts)) for name, ts in times.items()}
         self.value_graph_times = best
         return min(best, key=best.__getitem__)
 
