@@ -6,7 +6,15 @@ import pytest
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64MultiArray
 
-from wmil.ros_io import array_msg, from_stamp, image_msg, joint_state_msg, to_stamp
+from wmil.ros_io import (
+    array_msg,
+    camera_frame,
+    camera_subscription,
+    from_stamp,
+    image_msg,
+    joint_state_msg,
+    to_stamp,
+)
 from wmil_core.bag_import import stack_frames
 from wmil_core.messages import (
     FrameStack,
@@ -136,3 +144,20 @@ def test_float64_multiarray_round_trip():
     np.testing.assert_array_equal(multiarray_to_array(msg, 3).astype(np.float32), x)
     with pytest.raises(ValueError, match="has 3 values, the task expects 2"):
         multiarray_to_array(msg, 2, "features")
+
+
+def test_camera_subscription_and_frame_take_raw_or_compressed_images():
+    """The one camera intake of the planner and the learner nodes."""
+    assert camera_subscription("/cam/image_raw", False) == (Image, "/cam/image_raw")
+    assert camera_subscription("/cam/image_raw", True) == (CompressedImage,
+                                                           "/cam/image_raw/compressed")
+    assert camera_subscription("/cam/compressed", True) == (CompressedImage, "/cam/compressed")
+    ok, png = cv2.imencode(".png", RGB[..., ::-1])
+    assert ok
+    raw, packed = image_msg(RGB, 1.0), CompressedImage(format="png", data=png.tobytes())
+    square = np.ascontiguousarray(RGB[:5])
+    np.testing.assert_array_equal(camera_frame(image_msg(square, 1.0), None), square)
+    np.testing.assert_array_equal(camera_frame(packed, 4), camera_frame(raw, 4))
+    assert camera_frame(packed, 4).shape == (4, 4, 3)
+    with pytest.raises(ValueError, match="decode"):
+        camera_frame(CompressedImage(format="png", data=b"broken"), 4)

@@ -19,18 +19,24 @@ import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64MultiArray, String
 
 from wmil.model import manifest_sha256
-from wmil.ros_io import RELIABLE_QOS, SENSOR_QOS, ParamSpec, declare, from_stamp
+from wmil.ros_io import (
+    RELIABLE_QOS,
+    SENSOR_QOS,
+    ParamSpec,
+    camera_frame,
+    camera_subscription,
+    declare,
+    from_stamp,
+)
 from wmil_core.messages import (
     FrameStack,
     command_to_action,
-    image_to_array,
     joint_state_to_array,
     multiarray_to_array,
-    resize_frame,
 )
 
 PARAMETERS = (
@@ -45,6 +51,8 @@ PARAMETERS = (
     ParamSpec("updates_per_step", 1, "updates per received transition", read_only=True,
               int_range=(1, 1000)),
     ParamSpec("image_topic", "/camera/image_raw", "camera topic", read_only=True),
+    ParamSpec("compressed_image", False, "subscribe sensor_msgs/CompressedImage (jpeg, png) on "
+              "<image_topic>/compressed, as the planner does", read_only=True),
     ParamSpec("joint_topic", "/joint_states", "joint state topic", read_only=True),
     ParamSpec("features_topic", "/wmil/features", "task feature topic", read_only=True),
     ParamSpec("command_topic", "/wmil/commands", "the planner's command topic", read_only=True),
@@ -89,7 +97,8 @@ class LearnerNode(Node):
         group = MutuallyExclusiveCallbackGroup()
         self._pub = self.create_publisher(String, p["model_update_topic"], RELIABLE_QOS)
         if "image" in self.keys:
-            self.create_subscription(Image, p["image_topic"], self._on_image, SENSOR_QOS,
+            kind, topic = camera_subscription(p["image_topic"], p["compressed_image"])
+            self.create_subscription(kind, topic, self._on_image, SENSOR_QOS,
                                      callback_group=group)
         if "joints" in self.keys:
             self.create_subscription(JointState, p["joint_topic"], self._on_joints,
@@ -106,9 +115,9 @@ class LearnerNode(Node):
         self.get_logger().info(f"learning from {self.keys} of {trainer.cfg.task}; bundles -> {out}")
 
     # -- intake (the planner's conversions) -------------------------------------------------
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg: Image | CompressedImage) -> None:
         try:
-            frame = resize_frame(image_to_array(msg), self.image_size)
+            frame = camera_frame(msg, self.image_size)
         except ValueError as exc:
             self.get_logger().warning(f"image ignored: {exc}", throttle_duration_sec=1.0)
             return

@@ -58,6 +58,8 @@ from wmil.ros_io import (
     SENSOR_QOS,
     WARN,
     array_msg,
+    camera_frame,
+    camera_subscription,
     declare,
     diagnostics,
     from_stamp,
@@ -74,11 +76,8 @@ from wmil.watchdog import (
 from wmil_core.messages import (
     FrameStack,
     action_to_command,
-    compressed_to_array,
-    image_to_array,
     joint_state_to_array,
     multiarray_to_array,
-    resize_frame,
 )
 
 STAMPED = ("image", "joints")  # inputs whose messages carry a header stamp
@@ -221,10 +220,7 @@ class PlannerNode(Node):
         self._pub_cmd = self.create_publisher(Float64MultiArray, p["command_topic"], RELIABLE_QOS)
         self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE_QOS)
         if "image" in info.obs_spec:
-            topic, kind = p["image_topic"], Image
-            if p["compressed_image"]:
-                kind = CompressedImage
-                topic = topic if topic.endswith("/compressed") else topic + "/compressed"
+            kind, topic = camera_subscription(p["image_topic"], p["compressed_image"])
             self.create_subscription(kind, topic, self._on_image, SENSOR_QOS,
                                      callback_group=sensors)
         if "joints" in info.obs_spec:
@@ -303,9 +299,7 @@ class PlannerNode(Node):
         stamp = from_stamp(msg.header.stamp)
         info = self._model.info
         try:
-            rgb = compressed_to_array(msg) if isinstance(msg, CompressedImage) \
-                else image_to_array(msg)
-            frame = resize_frame(rgb, int(info.image_size or rgb.shape[0]))
+            frame = camera_frame(msg, info.image_size)
         except ValueError as exc:
             self._store("image", InputSample(None, now, stamp, str(exc)))
             return

@@ -15,10 +15,16 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64MultiArray, Header
 
-from wmil_core.messages import image_fields, joint_state_fields
+from wmil_core.messages import (
+    compressed_to_array,
+    image_fields,
+    image_to_array,
+    joint_state_fields,
+    resize_frame,
+)
 
 SENSOR_QOS: QoSProfile = qos_profile_sensor_data  # camera images: best effort, keep last 5
 RELIABLE_QOS = QoSProfile(depth=10)  # joints, features, commands, events: reliable, last 10
@@ -55,6 +61,19 @@ def joint_state_msg(names: Sequence[str], joints: np.ndarray, stamp: float) -> J
 def array_msg(values: np.ndarray) -> Float64MultiArray:
     """A Float64MultiArray holding ``values`` flattened, without layout (the command format)."""
     return Float64MultiArray(data=np.asarray(values, dtype=np.float64).reshape(-1).tolist())
+
+
+def camera_subscription(topic: str, compressed: bool) -> tuple[type, str]:
+    """The message type and topic of a camera: ``<topic>/compressed`` for CompressedImage."""
+    if not compressed:
+        return Image, topic
+    return CompressedImage, topic if topic.endswith("/compressed") else topic + "/compressed"
+
+
+def camera_frame(msg: Image | CompressedImage, size: int | None) -> np.ndarray:
+    """An Image or CompressedImage as an RGB frame resized to ``size`` (ValueError if bad)."""
+    rgb = compressed_to_array(msg) if isinstance(msg, CompressedImage) else image_to_array(msg)
+    return resize_frame(rgb, int(size or rgb.shape[0]))
 
 
 # -- parameters -----------------------------------------------------------------------------------
