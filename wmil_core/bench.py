@@ -81,7 +81,7 @@ def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updat
             t = time.perf_counter()
             a = agent.act(ob, t0=False)
             plan_ms[c].append(1000 * (time.perf_counter() - t))
-        ob, *_ = env.step(a)  # the eager agent's action (the only one without compile)
+        ob, *_ = env.step(a)  # the eager agent's action: it acts last in each round
     p = cfg.planner
     result: dict[str, Any] = {
         "benchmark": "speed",
