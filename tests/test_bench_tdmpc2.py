@@ -52,3 +52,13 @@ def test_registered_on_bench_subparsers():
         parser.parse_args(["bench", "tdmpc2", "--src", "/x", "--size", "19m"])
     with pytest.raises(SystemExit):
         parser.parse_args(["bench", "tdmpc2"])  # --src is required
+
+
+def test_paired_ratios_and_latency_stats():
+    from wmil_core.timing import latency_stats, paired_ratios
+
+    r = paired_ratios([2.0, 4.0, 9.0], [1.0, 4.0, 3.0])
+    assert r == {"of_medians": 4.0 / 3.0, "median_paired": 2.0}
+    s = latency_stats([1.0, 2.0, 3.0, 10.0])
+    assert s["p50_ms"] == 2.5 and s["mean_ms"] == 4.0 and s["n"] == 4
+    assert 3.0 < s["p99_ms"] <= 10.0

@@ -12,12 +12,7 @@ import numpy as np
 import torch
 
 from wmil_core.config import atomic_write, to_dict
-
-
-def _percentiles(ms: list[float]) -> dict[str, float]:
-    a = np.asarray(ms)
-    return {"p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)),
-            "mean_ms": float(a.mean()), "n": int(a.size)}
+from wmil_core.timing import latency_stats, paired_ratios
 
 
 def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updates: int = 20,
@@ -97,17 +92,15 @@ def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updat
         "warmup_s": warmup_s[compile],  # 3 updates and a plan, including compilation
         "planner": f"{p.num_samples} samples x {p.iterations_for(a_dim)} iterations x "
                    f"horizon {p.horizon}",
-        "update": _percentiles(upd_ms[compile]),
+        "update": latency_stats(upd_ms[compile]),
         "updates_per_s": 1000.0 / float(np.median(upd_ms[compile])),
-        "plan": _percentiles(plan_ms[compile]),
+        "plan": latency_stats(plan_ms[compile]),
     }
     if compile:  # eager timed in the same window, alternating; ratios = eager / compiled
-        result["eager"] = {"update": _percentiles(upd_ms[False]),
-                           "plan": _percentiles(plan_ms[False])}
-        result["speedup_vs_eager"] = {
-            k: {"of_medians": float(np.median(ms[False]) / np.median(ms[True])),
-                "median_paired": float(np.median(np.divide(ms[False], ms[True])))}
-            for k, ms in (("update", upd_ms), ("plan", plan_ms))}
+        result["eager"] = {"update": latency_stats(upd_ms[False]),
+                           "plan": latency_stats(plan_ms[False])}
+        result["speedup_vs_eager"] = {"update": paired_ratios(upd_ms[False], upd_ms[True]),
+                                      "plan": paired_ratios(plan_ms[False], plan_ms[True])}
     env.close()
     if out:
         atomic_write(out, json.dumps(result, indent=2))

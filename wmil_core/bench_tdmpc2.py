@@ -31,6 +31,7 @@ import numpy as np
 import yaml
 
 from wmil_core.config import atomic_write
+from wmil_core.timing import latency_stats, paired_ratios
 
 SIZES = {"1m": (1, "tdmpc2-1m"), "5m": (5, "paper")}  # size -> (TD-MPC2 model_size, preset)
 HORIZON = 3
@@ -165,21 +166,10 @@ def matmul_gflops(n: int = 512, reps: int = 20) -> float:
     return 2 * n**3 / float(np.median(ts)) / 1e9
 
 
-def _stats(ms: list[float]) -> dict[str, float]:
-    a = np.asarray(ms)
-    return {"p50_ms": float(np.median(a)), "p99_ms": float(np.percentile(a, 99)),
-            "mean_ms": float(a.mean()), "n": int(a.size)}
-
-
 def _timed(fn: Callable[[], Any]) -> float:
     t = time.perf_counter()
     fn()
     return 1000 * (time.perf_counter() - t)
-
-
-def _ratios(ref: list[float], other: list[float]) -> dict[str, float]:
-    return {"of_medians": float(np.median(ref) / np.median(other)),
-            "median_paired": float(np.median(np.asarray(ref) / np.asarray(other)))}
 
 
 def compare(src: str, size: str = "1m", task: str = "dmc/reacher-easy", updates: int = 20,
@@ -298,12 +288,12 @@ def compare(src: str, size: str = "1m", task: str = "dmc/reacher-easy", updates:
         "planner": f"{p.num_samples} samples x {p.iterations_for(a_dim)} iterations x "
                    f"horizon {p.horizon}",
         "batch": {"tdmpc2": TDMPC2_BATCH, "wmil_128": "128+128", "wmil_256": "256+256"},
-        "update": {k: _stats(v) for k, v in upd.items()},
-        "plan": {k: _stats(v) for k, v in pln.items()},
+        "update": {k: latency_stats(v) for k, v in upd.items()},
+        "plan": {k: latency_stats(v) for k, v in pln.items()},
         "ratio_tdmpc2_over_wmil": {
-            "update_128": _ratios(upd["tdmpc2"], upd["wmil_128"]),
-            "update_256": _ratios(upd["tdmpc2"], upd["wmil_256"]),
-            "plan": _ratios(pln["tdmpc2"], pln["wmil"]),
+            "update_128": paired_ratios(upd["tdmpc2"], upd["wmil_128"]),
+            "update_256": paired_ratios(upd["tdmpc2"], upd["wmil_256"]),
+            "plan": paired_ratios(pln["tdmpc2"], pln["wmil"]),
         },
     }
     if out:

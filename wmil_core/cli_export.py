@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from wmil_core.config import atomic_write
+from wmil_core.timing import latency_stats
 
 
 # -- wmil export ---------------------------------------------------------------------------------
@@ -53,12 +54,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 # -- wmil bench planner ------------------------------------------------------------------------
-def _percentiles(ms: list[float]) -> dict[str, float]:
-    a = np.asarray(ms)
-    return {"p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)),
-            "mean_ms": float(a.mean()), "n": int(a.size)}
-
-
 def matmul_peak(threads: int, size: int = 1024, repeats: int = 5) -> dict[str, float]:
     """Measured float32 matrix-multiply GFLOP/s: onnxruntime (``threads``) and numpy."""
     import onnx
@@ -183,7 +178,7 @@ def bench_planner(model_dir: str | Path, run: str | Path | None = None,
     flops = planner_flops(bundle.manifest["model"], {k: v.shape for k, v in
                                                       bundle.obs_spec.items()}, a_dim, rcfg)
     peak = matmul_peak(threads)
-    tp, rp = _percentiles(t_ms), _percentiles(r_ms)
+    tp, rp = latency_stats(t_ms), latency_stats(r_ms)
     r_gflops = flops["total"] / (rp["p50_ms"] / 1000) / 1e9
     result = {
         "benchmark": "planner",
