@@ -27,18 +27,17 @@ def test_assembler_pairs_commands_with_the_latest_observation():
     assert asm.end_episode() is None  # nothing left
 
 
-def test_learner_exports_and_the_planner_swaps_while_control_runs(tmp_path: Path):
-    pytest.importorskip("rclpy")
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 30-step reacher-easy training run and its exported bundle (``model/``) in one folder."""
     import torch
-    from rclpy.parameter import Parameter
 
-    from wmil.learner_node import LearnerNode
-    from wmil.stack import run_stack
     from wmil_core.collect import collect_demos
     from wmil_core.export import export_bundle
     from wmil_core.train import TrainConfig, Trainer
 
     torch.set_num_threads(1)
+    tmp_path = tmp_path_factory.mktemp("learner")
     demos = tmp_path / "demos.h5"
     collect_demos("dmc/reacher-easy", 2, "state", demos, seed=0, progress=False)
     tiny = {"model": {"latent_dim": 16, "mlp_dim": 32, "enc_dim": 32, "num_q": 2},
@@ -48,7 +47,48 @@ def test_learner_exports_and_the_planner_swaps_while_control_runs(tmp_path: Path
                       seed_steps=30, eval_every=30, eval_episodes=1, checkpoint_every=30,
                       episode_length=30, buffer_size=200)
     Trainer(cfg, tmp_path / "run", progress=False).train()
-    model = export_bundle(tmp_path / "run", tmp_path / "model")
+    export_bundle(tmp_path / "run", tmp_path / "model")
+    return tmp_path
+
+
+def test_learner_reads_the_robots_joint_names_and_refuses_a_wrong_count(tiny_run: Path):
+    pytest.importorskip("rclpy")
+    from rclpy.parameter import Parameter
+    from ros_harness import ros_context
+
+    from wmil.learner_node import LearnerNode
+    from wmil.ros_io import joint_state_msg
+
+    def params(**kw):
+        values = {"run": str(tiny_run / "run"), "out_dir": str(tiny_run / "unused"), **kw}
+        return [Parameter(k, value=v) for k, v in values.items()]
+
+    with ros_context() as ctx:
+        with pytest.raises(ValueError, match=r"joint_names: the model has 2 joints .*got 1"):
+            LearnerNode(context=ctx, parameter_overrides=params(joint_names=["arm"]))
+        node = LearnerNode(context=ctx, parameter_overrides=params(joint_names=["j1", "j2"]))
+        try:
+            assert node.names == ["shoulder", "wrist"]  # bundles keep the model's names
+            # the robot publishes j2, an extra joint and j1: positions then velocities
+            node._on_joints(joint_state_msg(["j2", "gripper", "j1"],
+                                            np.float32([0.2, 9.0, 0.1, 2.0, 9.0, 1.0]), 0.0))
+            assert node.assembler.latest["joints"].tolist() == pytest.approx([0.1, 0.2, 1.0, 2.0])
+            node.assembler.latest.clear()
+            node._on_joints(joint_state_msg(["shoulder", "wrist"], np.zeros(4, np.float32), 0.0))
+            assert "joints" not in node.assembler.latest  # the model's names are not the robot's
+        finally:
+            node.destroy_node()
+
+
+def test_learner_exports_and_the_planner_swaps_while_control_runs(tiny_run: Path):
+    pytest.importorskip("rclpy")
+    from rclpy.parameter import Parameter
+
+    from wmil.learner_node import LearnerNode
+    from wmil.stack import run_stack
+
+    tmp_path = tiny_run
+    model = tmp_path / "model"
     learners: list[LearnerNode] = []
 
     def make_learner(**kw):

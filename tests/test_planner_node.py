@@ -173,6 +173,23 @@ def test_non_finite_and_missing_joint_trigger_the_watchdog(ctx):
         commands_become(probe, PLANNED)
 
 
+def test_joint_names_map_the_robots_joints_to_the_models(ctx):
+    with pytest.raises(ValueError, match=r"joint_names: the model has 2 joints .*got 3"):
+        make_node(ctx, joint_names=["a", "b", "c"])
+    node = make_node(ctx, joint_names=["rail", "pole"])  # robot names of slider, hinge_1
+    probe = Probe(ctx)
+    probe.listen(CMD, Float64MultiArray)
+    with spinning(ctx, node, probe), Feeder(probe).running() as feed:
+        feed.names = ["pole", "gripper", "rail"]  # the robot's order, one joint more
+        feed.joints = np.float32([0.2, 7.0, 0.5, 0.0, 0.0, 0.0])
+        commands_become(probe, PLANNED)  # the model saw (slider, hinge_1) = (0.5, 0.2)
+        assert node.model.planner.calls[-1][0]["joints"].tolist() == pytest.approx(
+            JOINTS.tolist())
+        feed.names = ["slider", "gripper", "hinge_1"]  # the model's names are not the robot's
+        commands_become(probe, 0.0)
+        assert "no joint 'rail'" in node.watchdog.reason
+
+
 def test_parameter_updates_are_validated_with_a_reason(ctx):
     node = make_node(ctx)
     probe = Probe(ctx)

@@ -19,10 +19,12 @@ import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64MultiArray, String
 
 from wmil.model import manifest_sha256
+from wmil.planner_params import robot_joint_names
 from wmil.ros_io import (
     RELIABLE_QOS,
     SENSOR_QOS,
@@ -54,6 +56,9 @@ PARAMETERS = (
     ParamSpec("compressed_image", False, "subscribe sensor_msgs/CompressedImage (jpeg, png) on "
               "<image_topic>/compressed, as the planner does", read_only=True),
     ParamSpec("joint_topic", "/joint_states", "joint state topic", read_only=True),
+    ParamSpec("joint_names", Parameter.Type.STRING_ARRAY, "the robot's names of the model's "
+              "joints, in the model's order, as the planner's (default: the model's)",
+              read_only=True),
     ParamSpec("features_topic", "/wmil/features", "task feature topic", read_only=True),
     ParamSpec("command_topic", "/wmil/commands", "the planner's command topic", read_only=True),
     ParamSpec("episode_topic", "/wmil/episode", "episode ends (JSON)", read_only=True),
@@ -76,7 +81,9 @@ class LearnerNode(Node):
         trainer, paths = load_trained(p["run"])
         env = trainer.env
         self.keys = tuple(k for k in ("joints", "features", "image") if k in env.obs_keys)
-        self.names = list(env.joint_names)
+        self.names = list(env.joint_names)  # the model's (written into bundles)
+        self.robot_names = robot_joint_names(p["joint_names"], self.names,
+                                             "joints" in self.keys)  # read from /joint_states
         self.low, self.high = env.action_low, env.action_high
         self.image_size, self.frames = env.image_size, env.frames
         self.features_dim = int(env.observation_space["features"].shape[0]) \
@@ -129,7 +136,7 @@ class LearnerNode(Node):
 
     def _on_joints(self, msg: JointState) -> None:
         try:
-            value = joint_state_to_array(msg, self.names)
+            value = joint_state_to_array(msg, self.robot_names)
         except ValueError as exc:
             self.get_logger().warning(f"joint state ignored: {exc}", throttle_duration_sec=1.0)
             return
@@ -148,6 +155,10 @@ class LearnerNode(Node):
     def _on_command(self, msg: Float64MultiArray) -> None:
         u = np.asarray(msg.data, dtype=np.float64)
         if u.shape != self.low.shape or not np.all(np.isfinite(u)):
+            self.get_logger().warning(
+                f"command ignored: needs {self.low.size} finite values, got {u.size}"
+                f"{'' if np.all(np.isfinite(u)) else ' with non-finite ones'}",
+                throttle_duration_sec=1.0)
             return
         with self.lock:
             self.assembler.command(command_to_action(u, self.low, self.high))

@@ -51,7 +51,7 @@ from wmil.model import (
     manifest_sha256,
     model_info,
 )
-from wmil.planner_params import PARAMETERS, check_bounds, check_parameter
+from wmil.planner_params import PARAMETERS, check_bounds, check_parameter, robot_joint_names
 from wmil.ros_io import (
     OK,
     RELIABLE_QOS,
@@ -185,10 +185,8 @@ class PlannerNode(Node):
         planner, manifest = self._factory(p["model_dir"], self._providers(), p["threads"] or None,
                                           self._settings())
         info = model_info(manifest)
-        self._names = list(p["joint_names"] or info.joint_names)
-        if "joints" in info.obs_spec and len(self._names) != len(info.joint_names):
-            raise ValueError(f"joint_names: the model has {len(info.joint_names)} joints "
-                             f"{list(info.joint_names)}, got {len(self._names)}")
+        self._names = robot_joint_names(p["joint_names"], info.joint_names,
+                                        "joints" in info.obs_spec)
         self._model = ActiveModel(planner, info, str(p["model_dir"]))
         low, high = self._bounds()
         why = check_bounds(low, high, info.action_dim)

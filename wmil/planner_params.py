@@ -1,7 +1,8 @@
 """The planner node's parameters: declarations and the checks applied when they are set.
 
 Kept apart from the node so the table can be read (and tested against ``config/wmil.yaml``)
-on its own; :func:`check_parameter` and :func:`check_bounds` are pure.
+on its own; :func:`check_parameter`, :func:`check_bounds` and :func:`robot_joint_names` are
+pure (the learner node uses the last one too).
 """
 
 from __future__ import annotations
@@ -74,6 +75,17 @@ def check_parameter(name: str, value: Any) -> str | None:
         if not all(math.isfinite(v) for v in value):
             return "must be finite numbers"
     return None
+
+
+def robot_joint_names(given: Sequence[str] | None, model: Sequence[str],
+                      uses_joints: bool = True) -> list[str]:
+    """The robot's names of the model's joints: ``given`` (parameter ``joint_names``, in the
+    model's order) or the model's own; ValueError when the count does not match the model."""
+    names = list(given or model)
+    if uses_joints and len(names) != len(model):
+        raise ValueError(f"joint_names: the model has {len(model)} joints {list(model)}, "
+                         f"got {len(names)}")
+    return names
 
 
 def check_bounds(low: Sequence[float], high: Sequence[float], dim: int) -> str | None:
