@@ -8,6 +8,14 @@ Trajectory return, for actions a_0..a_{H-1} from latent z_0 (z_{t+1} = d(z_t, a_
     r_t = Q(z_t, a_t) - gamma V(z_{t+1})                       (inverse Bellman operator)
     G   = sum_t gamma^t (r_t - beta log pi(.|z_t)) + gamma^H V_avg(z_H)
 with V(z) = Q(z, a~pi(z)) - beta log pi(a|z), Q the min (V_avg: the mean) of two random heads.
+
+Expanded, the V(z_1..z_H) terms cancel (each V(z_t) is one sample, read by r_{t-1} and by the
+entropy term of step t; tested):
+    G = Q(z_0, a_0) - beta log pi_0 + sum_{t=1}^{H-1} gamma^t [Q(z_t, a_t) - Q(z_t, pi_t)]
+        + gamma^H [Q_avg - Q_min](z_H, pi_H)
+so MPPI ranks a sequence by its first Q, the one-sample advantages of its later actions over
+the policy prior, and an optimism bonus of half the two heads' disagreement at z_H; the
+paper's terminal value contributes nothing else.
 """
 
 from __future__ import annotations
