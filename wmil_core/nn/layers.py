@@ -3,10 +3,34 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+def _mish_parts(x: Tensor) -> tuple[Tensor, Tensor]:
+    """(e^x clamped, tanh(softplus(x))) = (e, n / (n + 2)) with n = e (e + 2)."""
+    e = torch.exp(torch.clamp(x, max=20.0))
+    n = e * (e + 2.0)
+    return e, n / (n + 2.0)
+
+
+class _MishFn(torch.autograd.Function):
+    """Mish with a hand-written backward, d/dx = t + x (1 - t^2) sigmoid(x) with
+    t = tanh(softplus(x)) and sigmoid(x) = e / (1 + e) from the forward's own e and t."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:  # noqa: D102
+        e, t = _mish_parts(x)
+        ctx.save_for_backward(x, e, t)
+        return x * t
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:  # noqa: D102
+        x, e, t = ctx.saved_tensors
+        return grad * (t + x * (1.0 - t * t) * (e / (1.0 + e)))
 
 
 def mish(x: Tensor) -> Tensor:
@@ -15,10 +39,13 @@ def mish(x: Tensor) -> Tensor:
     The same function (an identity), in vectorised exp/mul/div: faster than ``F.mish`` on
     the CPU, and exported to ONNX without Softplus, which onnxruntime runs as scalar code.
     Beyond x = 20 the ratio is 1 in float32, so e^x is clamped there (no inf / inf).
+    When a gradient is needed, a hand-written backward replaces autograd's chain through
+    the identity (cpu-preset update 1.17-1.21x faster, 1m model 1.06x; measured in
+    session 5 with paired updates).
     """
-    e = torch.exp(torch.clamp(x, max=20.0))
-    n = e * (e + 2.0)
-    return x * (n / (n + 2.0))
+    if x.requires_grad and torch.is_grad_enabled() and not torch.onnx.is_in_onnx_export():
+        return _MishFn.apply(x)
+    return x * _mish_parts(x)[1]
 
 
 class Mish(nn.Module):
