@@ -240,6 +240,27 @@ def test_bench_speed_times_a_preset_and_writes_json(tmp_path, capsys):
     assert "eager" not in r and "updates/s" in capsys.readouterr().out
 
 
+def test_bench_speed_autograd_mish_baseline_times_a_twin_without_the_hand_backward(
+        tmp_path, monkeypatch):
+    from wmil_core.bench import speed
+    from wmil_core.nn import layers
+
+    calls = []
+    real = layers._MishFn.apply
+    monkeypatch.setattr(layers._MishFn, "apply", lambda x: calls.append(1) or real(x))
+    speed("cpu", updates=2, plans=1, threads=1, out=tmp_path / "a.json")
+    alone = len(calls)
+    calls.clear()
+    r = speed("cpu", updates=2, plans=1, threads=1, out=tmp_path / "b.json",
+              autograd_mish=True)
+    assert alone > 0 and len(calls) == alone  # the twin never took the hand-written path
+    assert layers.HAND_MISH_BACKWARD  # restored
+    assert r["autograd_mish"]["update"]["n"] == 2
+    assert r["speedup_vs_autograd_mish"]["update"]["median_paired"] > 0
+    with pytest.raises(ValueError, match="one baseline at a time"):
+        speed("cpu", updates=1, plans=1, compile=True, autograd_mish=True)
+
+
 def test_steps_axis_labels_thousands_readably():
     import matplotlib
 

@@ -12,19 +12,22 @@ import numpy as np
 import torch
 
 from wmil_core.config import atomic_write, to_dict
+from wmil_core.nn import layers
 from wmil_core.timing import latency_stats, paired_ratios
 
 
 def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updates: int = 20,
           plans: int = 50, threads: int = 0, seed: int = 0,
-          out: str | Path | None = None, compile: bool = False) -> dict[str, Any]:
+          out: str | Path | None = None, compile: bool = False,
+          autograd_mish: bool = False) -> dict[str, Any]:
     """Time IQ-MPC updates and planning steps for ``preset`` on ``task``'s observation spec.
 
     Updates use random data of the right shapes in both buffers (the cost does not depend on
     the values); planning runs from real observations of the task. ``compile``: times a
     ``torch.compile``'d agent and an eager one alternating on the same batches and
     observations (compilation happens in the untimed warm-up and is reported), so that the
-    speed-up is a ratio measured in one window.
+    speed-up is a ratio measured in one window. ``autograd_mish``: the same way, times the
+    agent against a twin whose Mish backward is autograd's chain (the hand-written one off).
     """
     from wmil_core.agents.iqmpc import IQMPC
     from wmil_core.buffer import EpisodeBuffer
@@ -36,14 +39,32 @@ def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updat
     env = make_env(task, obs, seed=seed)  # type: ignore[arg-type]
     spec = env.obs_spec()
     a_dim = int(env.action_space.shape[0])
-    variants = [True, False] if compile else [False]
+    if compile and autograd_mish:
+        raise ValueError("compare with one baseline at a time: --compile or --autograd-mish")
+    # variant label -> (compile, hand-written Mish backward); the first is the one reported
+    variants = {"main": (compile, True)}
+    base = "eager" if compile else "autograd_mish" if autograd_mish else None
+    if base:
+        variants[base] = (False, not autograd_mish)
     agents = {}
-    for c in variants:
+    for label, (c, _) in variants.items():
         torch.manual_seed(seed)
         cfg = agent_config(preset, {"compile": c})
-        agents[c] = IQMPC({k: tuple(v["shape"]) for k, v in spec.items()}, a_dim,
-                          env.episode_length, cfg, seed=seed)
-    cfg = agents[compile].cfg
+        agents[label] = IQMPC({k: tuple(v["shape"]) for k, v in spec.items()}, a_dim,
+                              env.episode_length, cfg, seed=seed)
+    cfg = agents["main"].cfg
+
+    def run(label: str, times: list[float], fn: Any, *args: Any) -> Any:
+        """Call ``fn`` with ``label``'s Mish backward, appending its time (ms) to ``times``."""
+        layers.HAND_MISH_BACKWARD = variants[label][1]
+        try:
+            t = time.perf_counter()
+            out = fn(*args)
+            times.append(1000 * (time.perf_counter() - t))
+            return out
+        finally:
+            layers.HAND_MISH_BACKWARD = True
+
     rng = np.random.default_rng(seed)
     h = cfg.planner.horizon
     buf = EpisodeBuffer(spec, a_dim, 4 * 101, h)
@@ -57,26 +78,22 @@ def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updat
     b = cfg.batch_size
     ob, _ = env.reset(seed=seed)
     warmup_s = {}
-    for c, agent in agents.items():
+    for label, agent in agents.items():
         t_warm = time.perf_counter()
         for _ in range(3):  # warm-up
-            agent.update(buf.sample(b, rng), buf.sample(b, rng))
+            run(label, [], agent.update, buf.sample(b, rng), buf.sample(b, rng))
         agent.act(ob, t0=True)
-        warmup_s[c] = time.perf_counter() - t_warm
-    upd_ms: dict[bool, list[float]] = {c: [] for c in agents}
+        warmup_s[label] = time.perf_counter() - t_warm
+    upd_ms: dict[str, list[float]] = {label: [] for label in agents}
     for _ in range(updates):
         e, beh = buf.sample(b, rng), buf.sample(b, rng)
-        for c, agent in agents.items():
-            t = time.perf_counter()
-            agent.update(e, beh)
-            upd_ms[c].append(1000 * (time.perf_counter() - t))
-    plan_ms: dict[bool, list[float]] = {c: [] for c in agents}
+        for label, agent in agents.items():
+            run(label, upd_ms[label], agent.update, e, beh)
+    plan_ms: dict[str, list[float]] = {label: [] for label in agents}
     for _ in range(plans):
-        for c, agent in agents.items():
-            t = time.perf_counter()
-            a = agent.act(ob, t0=False)
-            plan_ms[c].append(1000 * (time.perf_counter() - t))
-        ob, *_ = env.step(a)  # the eager agent's action: it acts last in each round
+        for label, agent in agents.items():
+            a = run(label, plan_ms[label], agent.act, ob, False)
+        ob, *_ = env.step(a)  # the last agent's action
     p = cfg.planner
     result: dict[str, Any] = {
         "benchmark": "speed",
@@ -89,18 +106,20 @@ def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updat
         "model": to_dict(cfg.model),
         "batch_per_buffer": b,
         "compiled": compile,
-        "warmup_s": warmup_s[compile],  # 3 updates and a plan, including compilation
+        "autograd_mish_baseline": autograd_mish,
+        "warmup_s": warmup_s["main"],  # 3 updates and a plan, including compilation
         "planner": f"{p.num_samples} samples x {p.iterations_for(a_dim)} iterations x "
                    f"horizon {p.horizon}",
-        "update": latency_stats(upd_ms[compile]),
-        "updates_per_s": 1000.0 / float(np.median(upd_ms[compile])),
-        "plan": latency_stats(plan_ms[compile]),
+        "update": latency_stats(upd_ms["main"]),
+        "updates_per_s": 1000.0 / float(np.median(upd_ms["main"])),
+        "plan": latency_stats(plan_ms["main"]),
     }
-    if compile:  # eager timed in the same window, alternating; ratios = eager / compiled
-        result["eager"] = {"update": latency_stats(upd_ms[False]),
-                           "plan": latency_stats(plan_ms[False])}
-        result["speedup_vs_eager"] = {"update": paired_ratios(upd_ms[False], upd_ms[True]),
-                                      "plan": paired_ratios(plan_ms[False], plan_ms[True])}
+    if base:  # timed in the same window, alternating; ratios = baseline / main
+        result[base] = {"update": latency_stats(upd_ms[base]),
+                        "plan": latency_stats(plan_ms[base])}
+        result[f"speedup_vs_{base}"] = {
+            "update": paired_ratios(upd_ms[base], upd_ms["main"]),
+            "plan": paired_ratios(plan_ms[base], plan_ms["main"])}
     env.close()
     if out:
         atomic_write(out, json.dumps(result, indent=2))

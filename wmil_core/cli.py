@@ -257,9 +257,10 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
     """Updates/s and planning latency of a preset."""
     from wmil_core.bench import speed
 
-    out = args.out or f"bench/speed-{args.preset}{'-compiled' if args.compile else ''}.json"
+    suffix = "-compiled" if args.compile else "-vs-autograd-mish" if args.autograd_mish else ""
+    out = args.out or f"bench/speed-{args.preset}{suffix}.json"
     r = speed(args.preset, args.task, args.obs, args.updates, args.plans, args.threads,
-              out=out, compile=args.compile)
+              out=out, compile=args.compile, autograd_mish=args.autograd_mish)
     print(f"preset {r['preset']} on {r['task']} ({r['obs']}), {r['threads']} threads, "
           f"batch {r['batch_per_buffer']}+{r['batch_per_buffer']}, planner {r['planner']}"
           + (f", torch.compile'd (warm-up {r['warmup_s']:.0f} s)" if r["compiled"] else ""))
@@ -271,6 +272,11 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
         print(f"  eager, alternating with it: update p50 {e['update']['p50_ms']:.1f} ms, plan p50 "
               f"{e['plan']['p50_ms']:.1f} ms; compiled speed-up (median of paired ratios) "
               f"update {x['update']['median_paired']:.2f}x, plan {x['plan']['median_paired']:.2f}x")
+    if r["autograd_mish_baseline"]:
+        e, x = r["autograd_mish"], r["speedup_vs_autograd_mish"]
+        print(f"  autograd's Mish backward, alternating with it: update p50 "
+              f"{e['update']['p50_ms']:.1f} ms; hand-written backward speed-up (median of "
+              f"paired ratios) update {x['update']['median_paired']:.2f}x")
     print(f"wrote {out}")
     return 0
 
@@ -414,6 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--plans", type=int, default=50)
     bs.add_argument("--threads", type=int, default=0)
     bs.add_argument("--compile", action="store_true", help="torch.compile update and planner")
+    bs.add_argument("--autograd-mish", action="store_true",
+                    help="also time a twin agent using autograd's Mish backward, alternating")
     bs.add_argument("--out", default=None)
     bs.set_defaults(func=cmd_bench_speed)
 

@@ -33,6 +33,9 @@ class _MishFn(torch.autograd.Function):
         return grad * (t + x * (1.0 - t * t) * (e / (1.0 + e)))
 
 
+HAND_MISH_BACKWARD = True  # False: autograd's chain through the identity (benchmarks compare)
+
+
 def mish(x: Tensor) -> Tensor:
     """Mish, x tanh(softplus(x)), computed as x n / (n + 2) with n = e^x (e^x + 2).
 
@@ -40,10 +43,10 @@ def mish(x: Tensor) -> Tensor:
     the CPU, and exported to ONNX without Softplus, which onnxruntime runs as scalar code.
     Beyond x = 20 the ratio is 1 in float32, so e^x is clamped there (no inf / inf).
     When a gradient is needed, a hand-written backward replaces autograd's chain through
-    the identity (cpu-preset update 1.17-1.21x faster, 1m model 1.06x; measured in
-    session 5 with paired updates).
+    the identity (``wmil bench speed --autograd-mish`` measures what it gains).
     """
-    if x.requires_grad and torch.is_grad_enabled() and not torch.onnx.is_in_onnx_export():
+    if (HAND_MISH_BACKWARD and x.requires_grad and torch.is_grad_enabled()
+            and not torch.onnx.is_in_onnx_export()):
         return _MishFn.apply(x)
     return x * _mish_parts(x)[1]
 
