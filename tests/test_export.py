@@ -276,6 +276,16 @@ def test_cli_export_and_bench_planner(tiny_run, tmp_path, capsys, monkeypatch):
     assert "p50" in capsys.readouterr().out
     assert not [f for f in os.listdir(tmp_path / "models") if f.startswith(".")]
 
+    args = p.parse_args(["bench", "planner", "models/tiny", "--repeats", "2", "--samples", "16",
+                         "--threads", "2", "--shards", "2", "--out", "sharded.json"])
+    assert args.func(args) == 0
+    r = json.loads((tmp_path / "sharded.json").read_text())
+    assert r["shards"] == 2 and r["threads"] == 2 and r["max_action_diff"] <= TOLERANCE
+    assert "2 shards" in capsys.readouterr().out
+    args = p.parse_args(["bench", "planner", "models/tiny", "--threads", "1", "--shards", "2"])
+    with pytest.raises(ValueError, match="shards: must be >= 1 and divide --threads"):
+        args.func(args)
+
 
 def test_check_measure_is_absolute_below_one_and_relative_above():
     from wmil_core.export import _scaled_diff

@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -167,6 +168,39 @@ def test_runtime_and_torch_plan_the_same_actions(exported, value_graph):
         np.testing.assert_allclose(planner.last.std, ref.std.numpy(), atol=1e-4)
         actions.append(action)
     assert np.ptp(np.stack(actions), axis=0).max() > 1e-3  # not a constant planner
+
+
+@pytest.mark.parametrize("value_graph", ["fused", "split"])
+def test_sharded_samples_plan_the_same_actions_on_parallel_sessions(state_bundle, value_graph):
+    bundle = load_bundle(state_bundle)
+    one = Planner(bundle, threads=1, value_graph=value_graph)
+    three = Planner(bundle, threads=1, value_graph=value_graph, shards=3)
+    assert three.shards == 3 and len({id(m) for m in three._shard_models}) == 3
+    calls = []  # every shard's sessions are used, on more than one thread
+
+    def recording(model_id, run):
+        def wrapped(*args):
+            calls.append((model_id, threading.get_ident()))
+            return run(*args)
+        return wrapped
+
+    for m in three._shard_models:
+        for name in ("value", "q"):
+            m._run[name] = recording(id(m), m._run[name])
+    rng = np.random.default_rng(0)
+    obs = random_obs({k: v.shape for k, v in bundle.obs_spec.items()}, rng)
+    for step in range(3):
+        noise = one.sample_noise()
+        a1 = one.act(obs, t0=step == 0, noise=noise)
+        a3 = three.act(obs, t0=step == 0, noise=noise)
+        np.testing.assert_allclose(a3, a1, atol=1e-6)
+        np.testing.assert_allclose(three.last.mean, one.last.mean, atol=1e-6)
+    assert len({c[0] for c in calls}) == 3 and len({c[1] for c in calls}) >= 2
+    with pytest.raises(ValueError, match="shards: must be an integer >= 1"):
+        Planner(bundle, threads=1, shards=0)
+    for m in Planner(bundle, threads=2).model.sessions.values():  # idle threads sleep
+        opts = m.get_session_options()
+        assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
 def test_act_with_its_own_noise_warm_starts_and_resets(state_bundle):
@@ -362,3 +396,16 @@ def test_with_settings_overrides_by_node_parameter_name():
         with_settings(base, {"elites": 8})
     with pytest.raises(ValueError, match="planner settings"):
         with_settings(base, {"iterations": -1})
+
+
+def test_make_planner_takes_node_settings_and_shards(state_bundle):
+    from wmil.model import make_planner
+
+    planner, manifest = make_planner(str(state_bundle), threads=1,
+                                     settings={"samples": 24, "shards": 2})
+    assert planner.cfg.num_samples == 24 and planner.shards == 2
+    assert manifest["task"] == planner.bundle.manifest["task"]
+    planner, _ = make_planner(str(state_bundle), threads=1, settings={"iterations": 1})
+    assert planner.shards == 1 and planner.cfg.iterations == 1
+    with pytest.raises(ValueError, match="unknown"):
+        make_planner(str(state_bundle), settings={"sample": 24})

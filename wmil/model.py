@@ -160,12 +160,16 @@ def make_planner(model_dir: str, providers: Sequence[str] | None = None,
     """Load the bundle at ``model_dir`` and build its onnxruntime planner.
 
     ``settings`` overrides planner fields by node parameter name (``samples``,
-    ``iterations``, ``horizon``; 0 or missing keeps the bundle's). Returns the planner and the
-    manifest; a bad bundle or setting raises ValueError naming it.
+    ``iterations``, ``horizon``; 0 or missing keeps the bundle's) and sets ``shards`` (sample
+    blocks valued in parallel, see :class:`wmil_core.runtime.Planner`). Returns the planner
+    and the manifest; a bad bundle or setting raises ValueError naming it.
     """
     from wmil_core.runtime import Planner, load_bundle, with_settings  # torch-free; lazy
 
     bundle = load_bundle(model_dir)
+    settings = dict(settings or {})
+    shards = int(settings.pop("shards", 0) or 1)
     planner = Planner(bundle, providers=list(providers) if providers else None,
-                      threads=threads or None, config=with_settings(bundle.planner, settings))
+                      threads=threads or None, config=with_settings(bundle.planner, settings),
+                      shards=shards)
     return planner, bundle.manifest

@@ -259,7 +259,7 @@ class PlannerNode(Node):
         return list(self.params["providers"] or []) or None
 
     def _settings(self) -> dict[str, int]:
-        return {k: int(self.params[k]) for k in ("samples", "iterations", "horizon")
+        return {k: int(self.params[k]) for k in ("samples", "iterations", "horizon", "shards")
                 if self.params[k]}
 
     def _bounds(self) -> tuple[list[float], list[float]]:

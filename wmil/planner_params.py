@@ -52,6 +52,9 @@ PARAMETERS = (
               read_only=True),
     ParamSpec("threads", 0, "onnxruntime intra-op threads (0: its default)", read_only=True,
               int_range=(0, 256)),
+    ParamSpec("shards", 1, "value MPPI's samples in this many blocks on parallel onnxruntime "
+              "sessions (2 with threads 1 suits a 2-core CPU)", read_only=True,
+              int_range=(1, 64)),
     ParamSpec("samples", 0, "MPPI samples N (0: the model's)", read_only=True,
               int_range=(0, 1_000_000)),
     ParamSpec("iterations", 0, "MPPI iterations (0: the model's)", read_only=True,

@@ -118,14 +118,16 @@ def bench_planner(model_dir: str | Path, run: str | Path | None = None,
                   samples: int | None = None, iterations: int | None = None,
                   horizon: int | None = None, threads: int = 1, repeats: int = 50,
                   warmup: int = 5, seed: int = 0,
-                  out: str | Path | None = None) -> dict[str, Any]:
+                  out: str | Path | None = None, shards: int = 1) -> dict[str, Any]:
     """Planning latency of the torch planner and the runtime planner on the same model.
 
     Both plan from the same observations with the same noise, alternating step by step (so
     machine load hits both alike), both warm-started from the torch planner's previous mean;
     the noise is drawn outside the timed region. Reports p50/p99 of each, their ratio, the
     action differences (largest, median, share of steps within 1e-4) and the runtime's
-    GFLOP/s against this machine's measured matrix-multiply peak.
+    GFLOP/s against this machine's measured matrix-multiply peak. ``shards``: the runtime
+    splits its ``threads`` cores into that many parallel sessions of threads/shards each
+    (torch keeps ``threads`` intra-op threads), so both use the same cores.
     """
     import torch
 
@@ -139,6 +141,8 @@ def bench_planner(model_dir: str | Path, run: str | Path | None = None,
         raise ValueError(f"{model_dir}: the manifest names no source checkpoint (--run RUN)")
     if threads < 0 or repeats < 1 or warmup < 0:
         raise ValueError("threads, repeats, warmup: must be >= 0, >= 1, >= 0")
+    if shards < 1 or (shards > 1 and (threads < shards or threads % shards)):
+        raise ValueError(f"shards: must be >= 1 and divide --threads ({threads}), got {shards}")
     if threads:
         torch.set_num_threads(threads)
     agent = _torch_agent(bundle, source)
@@ -146,7 +150,8 @@ def bench_planner(model_dir: str | Path, run: str | Path | None = None,
                               ("horizon", horizon)) if v is not None}
     rcfg = dataclasses.replace(bundle.planner, **over)
     tcfg = TorchPlannerConfig(**dataclasses.asdict(rcfg))
-    planner = Planner(bundle, threads=threads or None, config=rcfg, seed=seed)
+    planner = Planner(bundle, threads=(threads // shards) or None, config=rcfg, seed=seed,
+                      shards=shards)
     rng = np.random.default_rng(seed)
     obs = {k: (rng.integers(0, 256, v.shape, dtype=np.uint8) if v.dtype == "uint8"
                else rng.standard_normal(v.shape, dtype=np.float32))
@@ -191,6 +196,7 @@ def bench_planner(model_dir: str | Path, run: str | Path | None = None,
         "planner": dataclasses.asdict(rcfg),
         "iterations_run": rcfg.iterations_for(a_dim),
         "threads": threads,
+        "shards": shards,
         "providers": planner.providers,
         "value_graph": planner.value_graph,
         "value_graph_ms": ({k: 1000 * v for k, v in planner.value_graph_times.items()}
@@ -222,10 +228,12 @@ def cmd_bench_planner(args: argparse.Namespace) -> int:
     name = load_bundle(args.model).name
     out = args.out or f"bench/planner-{name}.json"
     r = bench_planner(args.model, args.run, args.samples, args.iterations, args.horizon,
-                      args.threads, args.repeats, out=out)
+                      args.threads, args.repeats, out=out, shards=args.shards)
     p = r["planner"]
+    shards = f" (runtime: {r['shards']} shards)" if r["shards"] > 1 else ""
     print(f"{r['name']} ({r['task']}, {r['obs_mode']}): {p['num_samples']} samples x "
-          f"{r['iterations_run']} iterations x horizon {p['horizon']}, {r['threads']} thread(s), "
+          f"{r['iterations_run']} iterations x horizon {p['horizon']}, {r['threads']} thread(s)"
+          f"{shards}, "
           f"{', '.join(r['providers'])}, value graph {r['value_graph']}")
     for who in ("torch", "runtime"):
         print(f"  {who:8s} p50 {r[who]['p50_ms']:8.2f} ms  p99 {r[who]['p99_ms']:8.2f} ms")
@@ -259,6 +267,9 @@ def add_commands(sub: Any, bench_sub: Any) -> None:
     bp.add_argument("--iterations", type=int, default=None)
     bp.add_argument("--horizon", type=int, default=None)
     bp.add_argument("--threads", type=int, default=1, help="threads of both (0: defaults)")
+    bp.add_argument("--shards", type=int, default=1,
+                    help="runtime: parallel sessions sharing --threads (e.g. --threads 2 "
+                         "--shards 2: two one-thread sessions, each valuing half the samples)")
     bp.add_argument("--repeats", type=int, default=50, help="timed planning steps of each")
     bp.add_argument("--out", default=None, help="JSON (default: bench/planner-<name>.json)")
     bp.set_defaults(func=cmd_bench_planner)
