@@ -62,3 +62,19 @@ def test_paired_ratios_and_latency_stats():
     s = latency_stats([1.0, 2.0, 3.0, 10.0])
     assert s["p50_ms"] == 2.5 and s["mean_ms"] == 4.0 and s["n"] == 4
     assert 3.0 < s["p99_ms"] <= 10.0
+
+
+def test_training_clock_adds_resumed_segments_and_reads_old_checkpoints():
+    from wmil_core.timing import TrainingClock
+
+    clock = TrainingClock()
+    assert clock.elapsed() == 0.0  # not started
+    clock.restore({"wall_s": 30.0}, [{"wall_s": 12.0}])
+    assert clock.elapsed() == 30.0
+    clock.start()
+    assert 30.0 <= clock.elapsed() < 31.0
+    old = TrainingClock()  # a checkpoint without wall_s: the last evaluation's time
+    old.restore({}, [{"wall_s": 5.0}, {"wall_s": 12.0}])
+    assert old.before == 12.0
+    old.restore({}, [])
+    assert old.before == 0.0

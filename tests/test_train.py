@@ -76,6 +76,11 @@ def test_resume_gives_the_same_weights_as_not_stopping(demos, tmp_path):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert resumed.behaviour.num_steps == straight.behaviour.num_steps
+    # wall time adds up over the two segments: the resumed evaluations continue from the
+    # first segment's time instead of restarting at zero
+    walls = [h["wall_s"] for h in resumed.history]
+    assert walls == sorted(walls) and walls[1] == first.history[-1]["wall_s"]
+    assert resumed.clock.before >= first.history[-1]["wall_s"] > 0
 
 
 def test_corrupt_checkpoint_is_refused_and_left_alone(demos, tmp_path):

@@ -27,7 +27,6 @@ import os
 import shlex
 import shutil
 import sys
-import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -93,13 +92,12 @@ def _run_cell(cell: Cell, spec: BenchSpec, demo_file: str, out: str) -> dict[str
         buffer_size=spec.steps + 10_000, seed=cell.seed, threads=1,
         episode_length=spec.episode_length)
     torch.set_num_threads(1)
-    t0 = time.perf_counter()
     resume = (run / "checkpoints" / "latest.pt").is_file()
     if run.exists() and not resume:  # killed before its first checkpoint: start it afresh
         shutil.rmtree(run)
     trainer = Trainer(cfg, run, progress=False)
     trainer.train(resume=resume)
-    wall = time.perf_counter() - t0
+    wall = trainer.clock.elapsed()  # over every resumed segment
     hist = trainer.history
     return {
         "cell": dataclasses.asdict(cell), "status": "ok", "resumed": resume,

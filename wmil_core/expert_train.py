@@ -21,7 +21,6 @@ import dataclasses
 import io
 import json
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from wmil_core.agents.sac import RewardSAC, SACConfig
 from wmil_core.buffer import EpisodeBuffer
 from wmil_core.config import atomic_write, from_dict, save_config, to_dict
 from wmil_core.tasks import make_env
+from wmil_core.timing import TrainingClock
 
 EXPERT_FORMAT = 1
 
@@ -111,6 +111,7 @@ class ExpertTrainer:
         self.step = 0
         self.episode = 0
         self.history: list[dict[str, Any]] = []
+        self.clock = TrainingClock()  # wall time over resumed segments
 
     def sac_dict(self) -> dict[str, Any]:
         """The SAC config as data: the defaults merged with the run's overrides."""
@@ -128,7 +129,7 @@ class ExpertTrainer:
         self.buffer.save(self.out / "checkpoints" / "buffer.npz")
         state = {"agent": self.agent.state_dict(), "step": self.step, "episode": self.episode,
                  "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                 "history": self.history}
+                 "history": self.history, "wall_s": self.clock.elapsed()}
         buf = io.BytesIO()
         torch.save(state, buf)
         atomic_write(self.ckpt_path, buf.getvalue())
@@ -148,6 +149,7 @@ class ExpertTrainer:
         self.rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
         self.history = list(state["history"])
+        self.clock.restore(state, self.history)
 
     def save_expert(self, evaluation: dict[str, Any]) -> None:
         """``expert.pt`` (encoder and actor weights) and ``expert.json``, atomically."""
@@ -255,7 +257,7 @@ class ExpertTrainer:
                 raise ValueError(f"{self.out}: holds a training run already (--resume, or "
                                  "another --out)")
             save_config(cfg, self.out / "config.yaml")
-        t0 = time.perf_counter()
+        self.clock.start()
         bar = tqdm(total=cfg.steps, initial=self.step, desc=f"sac expert {cfg.task}",
                    unit="step", disable=not self.progress)
         best = max((h["return_mean"] for h in self.history), default=math.nan)
@@ -289,7 +291,7 @@ class ExpertTrainer:
                        "episode_return": float(np.sum(rewards)), **stats})
             prev = self.step - len(actions)
             if self.step // cfg.eval_every > prev // cfg.eval_every or self.step >= cfg.steps:
-                row = self._record_eval(time.perf_counter() - t0)
+                row = self._record_eval(self.clock.elapsed())
                 best = max(h["return_mean"] for h in self.history)
                 bar.set_postfix(ret=f"{row['return_mean']:.0f}", best=f"{best:.0f}")
             if (self.step // cfg.checkpoint_every > prev // cfg.checkpoint_every

@@ -28,6 +28,7 @@ from wmil_core.config import atomic_write, from_dict, load_yaml, save_config, to
 from wmil_core.demos import load_demos
 from wmil_core.losses import pearson
 from wmil_core.tasks import WmilEnv, make_env
+from wmil_core.timing import TrainingClock
 
 
 @dataclasses.dataclass
@@ -112,6 +113,7 @@ class Trainer:
         self.episode = 0
         self.offline_done = 0
         self.history: list[dict[str, Any]] = []
+        self.clock = TrainingClock()  # wall time over resumed segments
         self._tb: Any = None
 
     # -- run directory --------------------------------------------------------------------------
@@ -162,6 +164,7 @@ class Trainer:
             "rng": self.rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
             "history": self.history,
+            "wall_s": self.clock.elapsed(),
             "config": to_dict(self.cfg),
         }
 
@@ -195,6 +198,7 @@ class Trainer:
         self.rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
         self.history = list(state["history"])
+        self.clock.restore(state, self.history)
 
     # -- evaluation -----------------------------------------------------------------------------
     def evaluate(self, episodes: int | None = None) -> dict[str, Any]:
@@ -214,7 +218,7 @@ class Trainer:
                 raise ValueError(f"{self.run}: holds a run already (--resume, or another --out)")
             save_config(self.cfg, self.run / "config.yaml")
             save_config(self.agent_cfg, self.run / "agent.yaml")
-        t0 = time.perf_counter()
+        self.clock.start()
         bar = tqdm(total=cfg.offline_steps, initial=self.offline_done, desc="offline",
                    unit="upd", disable=not self.progress or cfg.offline_steps == 0)
         while self.offline_done < cfg.offline_steps:
@@ -226,7 +230,7 @@ class Trainer:
                 self._log({"step": 0, "phase": "offline", "update": self.offline_done, **stats})
         bar.close()
         if self.step == 0 and cfg.offline_steps and not self.history:
-            self._record_eval(time.perf_counter() - t0)
+            self._record_eval(self.clock.elapsed())
             self.save_checkpoint()
 
         bar = tqdm(total=cfg.steps, initial=self.step, desc=f"online {cfg.task}", unit="step",
@@ -278,13 +282,13 @@ class Trainer:
             self.episode += 1
             prev = self.step - t
             if self.step // cfg.eval_every > prev // cfg.eval_every or self.step >= cfg.steps:
-                last = self._record_eval(time.perf_counter() - t0)
+                last = self._record_eval(self.clock.elapsed())
             if (self.step // cfg.checkpoint_every > prev // cfg.checkpoint_every
                     or self.step >= cfg.steps):
                 self.save_checkpoint()
         bar.close()
         self.plot()
-        result = self.history[-1] if self.history else self._record_eval(time.perf_counter() - t0)
+        result = self.history[-1] if self.history else self._record_eval(self.clock.elapsed())
         atomic_write(self.run / "eval.json", json.dumps(result, indent=2))
         return result
 
