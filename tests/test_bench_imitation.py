@@ -53,3 +53,27 @@ def test_cli_refuses_unknown_methods_and_tasks(tmp_path: Path, capsys):
     assert main(["bench", "imitation", "--tasks", "dmc/nope", "--out", str(tmp_path / "b")]) == 2
     assert "--tasks: unknown task 'dmc/nope'" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_progress_reads_unfinished_cells_from_their_metrics(tmp_path: Path, capsys):
+    out = tmp_path / "bench"
+    run = out / "runs" / "dmc_reacher-easy__iqmpc__d10__s0"
+    run.mkdir(parents=True)
+    (run / "metrics.csv").write_text(
+        "step,phase,update,normalized_score,reward_correlation,wall_s\n"
+        "0,offline,100,,,\n0,eval,100,0.25,0.1,50.0\n5000,online,5100,,,\n"
+        "10000,eval,10100,0.5,0.4,1300.0\n12000,online,12100,,,\n")
+    done = out / "runs" / "dmc_reacher-easy__bc__d10__s0"
+    done.mkdir()
+    (done / "metrics.csv").write_text("step,phase,normalized_score,wall_s\n"
+                                      "20000,eval,0.3,60.0\n")
+    (out / "cells").mkdir()
+    (out / "cells" / "dmc_reacher-easy__bc__d10__s0.json").write_text('{"status": "ok"}')
+    assert main(["bench", "progress", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| dmc_reacher-easy__iqmpc__d10__s0 | unfinished | 12000 | 0k: 0.25 (0.10), " \
+           "10k: 0.50 (0.40) | 22 min |" in printed
+    assert "| dmc_reacher-easy__bc__d10__s0 | ok | 20000 | 20k: 0.30 (-) | 1 min |" in printed
+    assert (out / "progress.md").read_text() == printed
+    assert main(["bench", "progress", str(tmp_path / "none")]) == 2
+    assert "no benchmark runs here" in capsys.readouterr().err

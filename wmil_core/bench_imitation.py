@@ -12,6 +12,7 @@ Layout of ``--out``::
     results.md             the table: normalized score mean +- std at the budget, env steps
                            to reach 0.9, wall time, updates/s
     curves-<task>.png      learning curves, mean +- std over seeds
+    progress.md            ``wmil bench progress``: every cell's evaluations so far
 
 Finished cells are never rerun; failed ones are retried on the next run.
 """
@@ -19,6 +20,7 @@ Finished cells are never rerun; failed ones are retried on the next run.
 from __future__ import annotations
 
 import concurrent.futures
+import csv
 import dataclasses
 import json
 import math
@@ -271,6 +273,69 @@ def plot_curves(spec: BenchSpec, cells: dict[str, Any], task: str, path: Path) -
     atomic_write(path, buf.getvalue())
 
 
+def progress(out: str | Path) -> list[dict[str, Any]]:
+    """Every cell under ``out/runs`` as it stands, finished or not (read from its metrics CSV).
+
+    Each row: cell key, status (ok, failed, or unfinished: running now or stopped before its
+    budget), the last logged step, the evaluations so far as (step, normalized score,
+    decoded-reward correlation) and the training wall time of the last evaluation.
+    """
+    out = Path(out)
+    rows = []
+    for run in sorted((out / "runs").glob("*")):
+        metrics = run / "metrics.csv"
+        if not metrics.is_file():
+            continue
+        with metrics.open(newline="") as f:
+            logged = list(csv.DictReader(f))
+
+        def num(row: dict[str, str], key: str) -> float | None:
+            return float(row[key]) if row.get(key) not in (None, "") else None
+
+        evals = [r for r in logged if r.get("phase") == "eval"]
+        cell = None
+        try:
+            cell = json.loads((out / "cells" / f"{run.name}.json").read_text())
+        except (OSError, ValueError):
+            pass
+        rows.append({
+            "cell": run.name,
+            "status": cell["status"] if cell else "unfinished",
+            "last_step": max((int(float(r["step"])) for r in logged if r.get("step")),
+                             default=0),
+            "evals": [(int(float(r["step"])), num(r, "normalized_score"),
+                       num(r, "reward_correlation")) for r in evals],
+            "wall_s": num(evals[-1], "wall_s") if evals else None,
+        })
+    return rows
+
+
+def progress_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """:func:`progress` as a Markdown table."""
+    def fmt(x: float | None) -> str:
+        return "-" if x is None or not math.isfinite(x) else f"{x:.2f}"
+
+    lines = ["| cell | status | last step | normalized score at steps (decoded-reward corr) "
+             "| wall time |", "| --- | --- | --- | --- | --- |"]
+    for r in rows:
+        evals = ", ".join(f"{s // 1000}k: {fmt(v)} ({fmt(c)})" for s, v, c in r["evals"])
+        wall = "-" if r["wall_s"] is None else f"{r['wall_s'] / 60:.0f} min"
+        lines.append(f"| {r['cell']} | {r['status']} | {r['last_step']} | {evals or '-'} | "
+                     f"{wall} |")
+    return "\n".join(lines) + "\n"
+
+
+def cmd_bench_progress(args: Any) -> int:
+    """Print (and write ``progress.md``) the state of every cell of a benchmark directory."""
+    out = Path(args.out)
+    if not (out / "runs").is_dir():
+        raise ValueError(f"{out}: no benchmark runs here (expected {out / 'runs'})")
+    text = progress_markdown(progress(out))
+    atomic_write(out / "progress.md", text)
+    print(text, end="")
+    return 0
+
+
 # -- command line ---------------------------------------------------------------------------------
 def _csv(kind: type) -> Any:
     def parse(text: str) -> list[Any]:
@@ -304,6 +369,13 @@ def add_command(bench_subparsers: Any) -> None:
     p.add_argument("--jobs", type=int, default=0, help="parallel processes (0: core count)")
     p.add_argument("--out", required=True, help="result directory, e.g. bench/<name>/")
     p.set_defaults(func=cmd_bench_imitation)
+
+    g = bench_subparsers.add_parser(
+        "progress", help="evaluations so far of every cell of a bench imitation directory",
+        description="Read each cell's metrics under OUT/runs (finished, failed, running or "
+                    "stopped) and print, and write to OUT/progress.md, the evaluations so far.")
+    g.add_argument("out", metavar="OUT", help="the --out of a wmil bench imitation run")
+    g.set_defaults(func=cmd_bench_progress)
 
 
 def cmd_bench_imitation(args: Any) -> int:
