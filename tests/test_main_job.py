@@ -87,6 +87,11 @@ def test_cli_eval_of_a_bundle_records_in_the_manifest(tmp_path: Path, capsys):
     ev = json.loads((tmp_path / "e.json").read_text())
     assert ev["normalized_score"] == pytest.approx(ev["return_mean"] / 900.0)
     assert load_bundle(model).manifest["evaluation"] == ev
+    # sample shards on parallel sessions plan the same actions: the same episode return
+    assert main(["eval", str(model), "--episodes", "1", "--samples", "16", "--shards", "2",
+                 "--out", str(tmp_path / "s.json")]) == 0
+    sharded = json.loads((tmp_path / "s.json").read_text())
+    assert sharded["return_mean"] == pytest.approx(ev["return_mean"], abs=1e-6)
 
 
 @pytest.mark.slow

@@ -164,12 +164,8 @@ def make_planner(model_dir: str, providers: Sequence[str] | None = None,
     blocks valued in parallel, see :class:`wmil_core.runtime.Planner`). Returns the planner
     and the manifest; a bad bundle or setting raises ValueError naming it.
     """
-    from wmil_core.runtime import Planner, load_bundle, with_settings  # torch-free; lazy
+    from wmil_core.runtime import load_bundle, planner_for  # torch-free; lazy
 
     bundle = load_bundle(model_dir)
-    settings = dict(settings or {})
-    shards = int(settings.pop("shards", 0) or 1)
-    planner = Planner(bundle, providers=list(providers) if providers else None,
-                      threads=threads or None, config=with_settings(bundle.planner, settings),
-                      shards=shards)
+    planner = planner_for(bundle, providers, threads or None, settings)
     return planner, bundle.manifest

@@ -30,7 +30,7 @@ def evaluate_bundle(model_dir: str | Path, episodes: int = 10, seed: int = 0,
         episodes: episodes (seeds ``seed .. seed + episodes - 1``).
         seed: first episode seed.
         task: registry task (default: the bundle's).
-        settings: planner overrides (``samples``, ``iterations``, ``horizon``).
+        settings: planner overrides (``samples``, ``iterations``, ``horizon``, ``shards``).
         threads: onnxruntime intra-op threads.
         gif: write the first steps of episode 0, seen by the task camera, here.
         gif_steps: how many steps the GIF shows.
@@ -41,13 +41,13 @@ def evaluate_bundle(model_dir: str | Path, episodes: int = 10, seed: int = 0,
         return mean/std, normalized score (return / the demos' expert return, when the
         manifest records it), success rate, per-episode returns, planning latency p50/p99 ms.
     """
-    from wmil_core.runtime import Planner, load_bundle, with_settings  # torch-free
+    from wmil_core.runtime import load_bundle, planner_for  # torch-free
     from wmil_core.tasks.env import make_env
 
     if episodes < 1:
         raise ValueError(f"episodes: must be >= 1, got {episodes}")
     bundle = load_bundle(model_dir)
-    planner = Planner(bundle, threads=threads, config=with_settings(bundle.planner, settings))
+    planner = planner_for(bundle, threads=threads, settings=settings)
     manifest = bundle.manifest
     task = task or manifest.get("task")
     if not task:

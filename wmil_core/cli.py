@@ -228,7 +228,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if (src / "manifest.json").is_file():  # an exported bundle: the onnxruntime planner
         from wmil_core.bundle_eval import evaluate_bundle, record_evaluation
 
-        settings = {k: int(v) for k in ("samples", "iterations", "horizon")
+        settings = {k: int(v) for k in ("samples", "iterations", "horizon", "shards")
                     if (v := getattr(args, k, None))}
         result = evaluate_bundle(src, args.episodes, seed=args.seed, settings=settings or None,
                                  threads=args.threads or None)
@@ -406,6 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--iterations", type=int, default=None, help="bundles: MPPI iterations")
     ev.add_argument("--horizon", type=int, default=None, help="bundles: MPPI horizon")
     ev.add_argument("--threads", type=int, default=None, help="bundles: onnxruntime threads")
+    ev.add_argument("--shards", type=int, default=None,
+                    help="bundles: sample blocks on parallel sessions (see the node parameter)")
     ev.add_argument("--record", action="store_true",
                     help="bundles: store the result in the manifest (key evaluation)")
     ev.set_defaults(func=cmd_eval)

@@ -25,6 +25,7 @@ from wmil_core.runtime.planner import (
     Planner,
     check_obs,
     default_providers,
+    planner_for,
     to_actuator,
     with_settings,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "load_bundle",
     "plan",
     "planner_flops",
+    "planner_for",
     "sample_noise",
     "sha256_file",
     "to_actuator",

@@ -87,6 +87,17 @@ def with_settings(config: PlannerConfig, settings: Mapping[str, int] | None) -> 
         raise ValueError(f"planner settings: {exc}") from None
 
 
+def planner_for(bundle: Bundle, providers: Sequence[str] | None = None,
+                threads: int | None = None, settings: Mapping[str, int] | None = None,
+                seed: int = 0) -> Planner:
+    """A :class:`Planner` configured by node-parameter names: ``samples``, ``iterations``,
+    ``horizon`` (see :func:`with_settings`) and ``shards`` (0 or missing: 1)."""
+    settings = dict(settings or {})
+    shards = int(settings.pop("shards", 0) or 1)
+    return Planner(bundle, providers=list(providers) if providers else None, threads=threads,
+                   config=with_settings(bundle.planner, settings), seed=seed, shards=shards)
+
+
 def to_actuator(action: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
     """Map an action in [-1, 1]^A to actuator units (float64), clipped to [low, high]."""
     a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
