@@ -75,5 +75,6 @@ def test_progress_reads_unfinished_cells_from_their_metrics(tmp_path: Path, caps
            "10k: 0.50 (0.40) | 22 min |" in printed
     assert "| dmc_reacher-easy__bc__d10__s0 | ok | 20000 | 20k: 0.30 (-) | 1 min |" in printed
     assert (out / "progress.md").read_text() == printed
+    assert (out / "progress.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["bench", "progress", str(tmp_path / "none")]) == 2
     assert "no benchmark runs here" in capsys.readouterr().err

@@ -12,7 +12,7 @@ Layout of ``--out``::
     results.md             the table: normalized score mean +- std at the budget, env steps
                            to reach 0.9, wall time, updates/s
     curves-<task>.png      learning curves, mean +- std over seeds
-    progress.md            ``wmil bench progress``: every cell's evaluations so far
+    progress.md, .png      ``wmil bench progress``: every cell's evaluations so far
 
 Finished cells are never rerun; failed ones are retried on the next run.
 """
@@ -330,10 +330,38 @@ def cmd_bench_progress(args: Any) -> int:
     out = Path(args.out)
     if not (out / "runs").is_dir():
         raise ValueError(f"{out}: no benchmark runs here (expected {out / 'runs'})")
-    text = progress_markdown(progress(out))
+    rows = progress(out)
+    text = progress_markdown(rows)
     atomic_write(out / "progress.md", text)
+    plot_progress(rows, out / "progress.png")
     print(text, end="")
     return 0
+
+
+def plot_progress(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    """Normalized score against environment steps of every cell so far, one line each."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from wmil_core.plots import steps_axis
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for r in rows:
+        pts = [(s, v) for s, v, _ in r["evals"] if v is not None]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", ms=3, label=f"{r['cell']} ({r['status']})")
+    steps_axis(ax)
+    ax.set_ylabel("normalized score")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write(path, buf.getvalue())
 
 
 # -- command line ---------------------------------------------------------------------------------
