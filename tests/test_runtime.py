@@ -409,3 +409,14 @@ def test_make_planner_takes_node_settings_and_shards(state_bundle):
     assert planner.shards == 1 and planner.cfg.iterations == 1
     with pytest.raises(ValueError, match="unknown"):
         make_planner(str(state_bundle), settings={"sample": 24})
+
+
+def test_every_shipped_bundle_loads_and_records_its_evaluation():
+    from wmil_core.paths import models_dir
+
+    bundles = sorted(p.parent for p in models_dir().glob("*/manifest.json"))
+    assert {b.name for b in bundles} >= {"reacher-easy", "cartpole-swingup"}
+    for path in bundles:
+        bundle = load_bundle(path)  # hashes, format version and spec checked
+        ev = bundle.manifest["evaluation"]
+        assert ev["episodes"] >= 10 and np.isfinite(ev["normalized_score"]), path
