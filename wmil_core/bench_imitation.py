@@ -240,7 +240,6 @@ def markdown(results: dict[str, Any]) -> str:
 
 def plot_curves(spec: BenchSpec, cells: dict[str, Any], task: str, path: Path) -> None:
     """Normalized score against environment steps, mean +- std over seeds, per method."""
-    import io
 
     import matplotlib
 
@@ -248,7 +247,7 @@ def plot_curves(spec: BenchSpec, cells: dict[str, Any], task: str, path: Path) -
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from wmil_core.plots import steps_axis
+    from wmil_core.plots import save_png, steps_axis
 
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     for d in spec.demos:
@@ -266,11 +265,7 @@ def plot_curves(spec: BenchSpec, cells: dict[str, Any], task: str, path: Path) -
     ax.set_ylabel("normalized score")
     ax.set_title(task)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    save_png(fig, path)
 
 
 def progress(out: str | Path) -> list[dict[str, Any]]:
@@ -340,14 +335,13 @@ def cmd_bench_progress(args: Any) -> int:
 
 def plot_progress(rows: Sequence[dict[str, Any]], path: Path) -> None:
     """Normalized score against environment steps of every cell so far, one line each."""
-    import io
 
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from wmil_core.plots import steps_axis
+    from wmil_core.plots import save_png, steps_axis
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for r in rows:
@@ -357,11 +351,7 @@ def plot_progress(rows: Sequence[dict[str, Any]], path: Path) -> None:
     steps_axis(ax)
     ax.set_ylabel("normalized score")
     ax.legend(fontsize=6)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    save_png(fig, path)
 
 
 # -- command line ---------------------------------------------------------------------------------

@@ -229,7 +229,7 @@ class ExpertTrainer:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from wmil_core.plots import steps_axis
+        from wmil_core.plots import save_png, steps_axis
 
         fig, ax = plt.subplots(figsize=(5, 3.2))
         ax.plot([h["step"] for h in self.history], [h["return_mean"] for h in self.history],
@@ -237,13 +237,7 @@ class ExpertTrainer:
         steps_axis(ax)
         ax.set_ylabel("evaluation return")
         ax.set_title(f"SAC expert on {self.cfg.task}")
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110)
-        plt.close(fig)
-        out = self.out / "learning_curve.png"
-        atomic_write(out, buf.getvalue())
-        return out
+        return save_png(fig, self.out / "learning_curve.png")
 
     # -- the loop -------------------------------------------------------------------------------
     def train(self, resume: bool = False) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
 from typing import Any
 
 
@@ -13,3 +15,19 @@ def steps_axis(ax: Any) -> None:
     ax.xaxis.set_major_formatter(
         FuncFormatter(lambda v, _: f"{v / 1000:g}k" if abs(v) >= 1000 else f"{v:g}"))
     ax.set_xlabel("environment steps")
+
+
+def save_png(fig: Any, path: str | Path, dpi: int = 110) -> Path:
+    """Lay out ``fig``, write it to ``path`` as PNG atomically (folders made) and close it."""
+    import matplotlib.pyplot as plt
+
+    from wmil_core.config import atomic_write
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    atomic_write(path, buf.getvalue())
+    return path

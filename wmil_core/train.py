@@ -313,7 +313,7 @@ class Trainer:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from wmil_core.plots import steps_axis
+        from wmil_core.plots import save_png, steps_axis
 
         x = [h["step"] for h in self.history]
         y = [h["normalized_score"] for h in self.history]
@@ -324,14 +324,7 @@ class Trainer:
         ax.set_ylabel("normalized score")
         ax.set_title(f"{self.cfg.method} on {self.cfg.task}")
         ax.legend()
-        fig.tight_layout()
-        out = self.run / "plots" / "learning_curve.png"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=120)
-        plt.close(fig)
-        atomic_write(out, buf.getvalue())
-        return out
+        return save_png(fig, self.run / "plots" / "learning_curve.png", dpi=120)
 
 
 def evaluate_agent(agent: Any, env: WmilEnv, episodes: int, seed: int,
