@@ -246,17 +246,17 @@ class Planner:
         if value_graph == "auto":
             value_graph = self._faster_value_graph() if fusable else "split"
         self.value_graph: str = value_graph
+        self._value = self._value_fn()  # built once: fused or split, one shard or several
 
     @property
     def providers(self) -> list[str]:
         """The execution providers in use."""
         return list(self.model.providers)
 
-    def _value_fn(self) -> Any:
+    def _value_fn(self) -> Callable[..., np.ndarray]:
+        """G of every action sequence, (N, 1), on the chosen graphs and shards."""
         if self.shards == 1:
-            if self.value_graph == "fused":
-                return self.model.value
-            return None  # mppi.trajectory_value over the split graphs
+            return self._model_value_fn(self.model)
         fns = [self._model_value_fn(m) for m in self._shard_models]
         pool = self._pool
         assert pool is not None
@@ -347,7 +347,7 @@ class Planner:
         if t0:
             self.prev_mean = None
         res = plan(self.model, z, self.cfg, self.bundle.gamma, self.bundle.beta, noise,
-                   prev_mean=self.prev_mean, explore=explore, value_fn=self._value_fn())
+                   prev_mean=self.prev_mean, explore=explore, value_fn=self._value)
         self.prev_mean = res.mean
         self.last = res
         return res.action
