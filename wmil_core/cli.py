@@ -444,6 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
     from wmil_core.bench_imitation import add_command as add_imitation_bench
 
     add_imitation_bench(bsub)
+    from wmil_core.reward_probe import add_command as add_reward_probe
+
+    add_reward_probe(bsub)
 
     add_stack_command(sub)
 

@@ -1,0 +1,111 @@
+"""The decoded-reward probe: statistics, alignment of decoded with true rewards, CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+from wmil_core.cli import main
+from wmil_core.collect import collect_demos
+from wmil_core.reward_probe import correlations, probe
+from wmil_core.tasks.env import make_env
+
+
+def ep(name, true, dec):
+    return {"behaviour": name, "true": np.asarray(true, float), "decoded": np.asarray(dec, float)}
+
+
+def test_correlations_on_hand_made_episodes():
+    eps = [ep("a", [0, 1, 0], [1, 3, 1]), ep("b", [1, 1, 2], [3, 3, 5])]  # decoded = 2 true + 1
+    r = correlations(eps)
+    assert r["steps"] == 6 and r["episodes"] == 2
+    assert r["step_pearson"] == pytest.approx(1.0)
+    assert r["behaviours"]["a"]["return_mean"] == 1 and r["behaviours"]["b"]["steps"] == 3
+    assert r["behaviours"]["b"]["decoded_return_mean"] == 11
+    # returns (2, 4, 6 against 0, -1, -3) ranked the other way round, not linearly
+    eps = [ep("a", [1, 1], [0, 0]), ep("a", [2, 2], [-1, 0]), ep("b", [3, 3], [-2, -1])]
+    r = correlations(eps)
+    assert r["return_spearman"] == pytest.approx(-1.0)
+    assert r["return_pearson"] == pytest.approx(-0.98198, abs=1e-4)
+    # a constant decoded reward has no correlation to report
+    r = correlations([ep("a", [0, 1, 2], [5, 5, 5])])
+    assert r["step_pearson"] is None and r["behaviours"]["a"]["step_pearson"] is None
+    with pytest.raises(ValueError, match="2 true rewards but 3 decoded"):
+        correlations([ep("a", [0, 1], [0, 1, 2])])
+    with pytest.raises(ValueError, match="no episodes"):
+        correlations([])
+
+
+class RecordingEnv:
+    """The real env, remembering the simulator's rewards of the current episode."""
+
+    def __init__(self, env):
+        self.env, self.rewards = env, []
+
+    def __getattr__(self, name):
+        return getattr(self.env, name)
+
+    def reset(self, **kw):
+        self.rewards = []
+        return self.env.reset(**kw)
+
+    def step(self, a):
+        out = self.env.step(a)
+        self.rewards.append(out[4]["reward"])
+        return out
+
+
+class OracleAgent:
+    """Decodes exactly the simulator's reward, so every correlation must come out as 1."""
+
+    def __init__(self, env):
+        self.env = env
+
+    def act(self, obs, t0=False, eval_mode=False):
+        return np.zeros(self.env.action_space.shape, np.float32)
+
+    def decode_rewards(self, obs, actions):
+        assert len(obs["joints"]) == len(actions) + 1
+        return np.asarray(self.env.rewards, np.float32)
+
+
+def test_probe_pairs_every_transition_with_its_decoded_reward():
+    env = RecordingEnv(make_env("dmc/reacher-easy", "state", episode_length=60))
+    r = probe(OracleAgent(env), env, "dmc/reacher-easy", episodes=2, seed=3, noise=(0.5,))
+    assert list(r["behaviours"]) == ["agent", "expert", "expert+noise0.5", "random"]
+    assert all(g["steps"] == 120 and g["episodes"] == 2 for g in r["behaviours"].values())
+    assert r["step_pearson"] == pytest.approx(1.0, abs=1e-6)
+    assert r["return_pearson"] == pytest.approx(1.0, abs=1e-6)
+    assert r["return_spearman"] == pytest.approx(1.0, abs=1e-6)
+    g = r["behaviours"]
+    assert g["expert"]["return_mean"] > g["random"]["return_mean"]  # the behaviours differ
+    assert [x["seed"] for x in r["returns"][:2]] == [3, 4]
+    with pytest.raises(ValueError, match="--episodes"):
+        probe(OracleAgent(env), env, "dmc/reacher-easy", episodes=0)
+    with pytest.raises(ValueError, match="--noise"):
+        probe(OracleAgent(env), env, "dmc/reacher-easy", noise=(-1.0,))
+
+
+def test_cli_probes_a_tiny_run(tmp_path, capsys):
+    demos = tmp_path / "d.h5"
+    collect_demos("dmc/reacher-easy", 2, "state", demos, seed=0, progress=False)
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(
+        "agent:\n  model: {latent_dim: 16, mlp_dim: 32, enc_dim: 32, num_q: 2}\n"
+        "  batch_size: 8\n"
+        "  planner: {num_samples: 32, num_pi_trajs: 4, num_elites: 4, iterations: 2}\n"
+        "episode_length: 30\nbuffer_size: 500\nthreads: 1\neval_episodes: 1\n")
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--task", "dmc/reacher-easy", "--demos",
+                 str(demos), "--steps", "60", "--seed-steps", "30", "--eval-every", "60",
+                 "--checkpoint-every", "60", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["bench", "reward-corr", str(run), "--episodes", "2", "--noise", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "per episode return: Pearson" in out and "| expert+noise0.5 |" in out
+    r = json.loads((run / "reward-corr-60.json").read_text())
+    assert r["step"] == 60 and r["steps"] == 4 * 2 * 30 and len(r["returns"]) == 8
+    assert r["step_pearson"] is not None and -1 <= r["step_pearson"] <= 1
+    assert main(["bench", "reward-corr", str(run), "--noise", "a,b"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("wmil: error: --noise") and "\n" not in err

@@ -1,0 +1,207 @@
+"""Decoded-reward correlation over behaviours of different quality.
+
+The correlation logged at each evaluation is measured on the agent's own episodes. Once the
+agent imitates well those episodes give the true reward little spread, and an inverse-RL reward
+is only asked to rank the agent against the expert, so that number says little about whether
+the decoded reward ranks behaviour the way the task does. This probe rolls out several
+behaviours on the same seeded episodes (the trained planner, the task's expert, the expert
+with Gaussian action noise of each given scale, uniform random actions), decodes every real
+transition's reward with the agent (r = Q(z, a) - gamma V(z')), and reports
+
+- per-step Pearson correlation with the simulator's reward, pooled over all behaviours and
+  within each behaviour (the "agent" group is what training logs);
+- Pearson and Spearman correlation between decoded and true episode returns, over all episodes
+  (the per-episode measure of IQ-Learn's evaluation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from wmil_core.tasks.env import WmilEnv
+
+#: act(obs, t) -> action in [-1, 1]^A; reset(env) is called after each env.reset
+Behaviour = tuple[Callable[["WmilEnv"], None], Callable[[dict[str, np.ndarray], int], np.ndarray]]
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Pearson correlation, None when either side is constant or too short."""
+    if len(x) < 2 or np.std(x) == 0 or np.std(y) == 0:
+        return None
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Spearman rank correlation, None when either side is constant or too short."""
+    if len(x) < 2 or np.std(x) == 0 or np.std(y) == 0:
+        return None
+    from scipy import stats
+
+    return float(stats.spearmanr(x, y).statistic)
+
+
+def correlations(episodes: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per-step and per-episode correlations of episodes ``{behaviour, true, decoded}``.
+
+    ``true`` and ``decoded`` are the per-step rewards of one episode (equal lengths).
+    """
+    if not episodes:
+        raise ValueError("reward probe: no episodes")
+    for e in episodes:
+        if len(e["true"]) != len(e["decoded"]):
+            raise ValueError(f"reward probe: {e['behaviour']}: {len(e['true'])} true rewards "
+                             f"but {len(e['decoded'])} decoded")
+    true = np.concatenate([e["true"] for e in episodes]).astype(np.float64)
+    dec = np.concatenate([e["decoded"] for e in episodes]).astype(np.float64)
+    ret_t = np.array([np.sum(e["true"]) for e in episodes], dtype=np.float64)
+    ret_d = np.array([np.sum(e["decoded"]) for e in episodes], dtype=np.float64)
+    groups: dict[str, Any] = {}
+    for name in dict.fromkeys(e["behaviour"] for e in episodes):
+        mine = [e for e in episodes if e["behaviour"] == name]
+        t = np.concatenate([e["true"] for e in mine]).astype(np.float64)
+        d = np.concatenate([e["decoded"] for e in mine]).astype(np.float64)
+        groups[name] = {
+            "episodes": len(mine),
+            "steps": len(t),
+            "return_mean": float(np.mean([np.sum(e["true"]) for e in mine])),
+            "decoded_return_mean": float(np.mean([np.sum(e["decoded"]) for e in mine])),
+            "step_pearson": _pearson(t, d),
+        }
+    return {
+        "episodes": len(episodes),
+        "steps": len(true),
+        "step_pearson": _pearson(true, dec),
+        "return_pearson": _pearson(ret_t, ret_d),
+        "return_spearman": _spearman(ret_t, ret_d),
+        "behaviours": groups,
+    }
+
+
+def behaviours(agent: Any, task: str, noise: Sequence[float], seed: int,
+               action_dim: int) -> dict[str, Behaviour]:
+    """The probe's behaviours: agent, expert, expert + N(0, s^2) noise per scale, random."""
+    from wmil_core.experts.base import make_expert
+
+    rng = np.random.default_rng(seed)
+    out: dict[str, Behaviour] = {
+        "agent": (lambda env: None,
+                  lambda obs, t: agent.act(obs, t0=t == 0, eval_mode=True)),
+    }
+    try:
+        expert = make_expert(task)
+    except ValueError:
+        expert = None  # a task without an expert: agent and random only
+    if expert is not None:
+        out["expert"] = (expert.reset, lambda obs, t: expert.act(obs))
+        for s in noise:
+            out[f"expert+noise{s:g}"] = (
+                expert.reset,
+                lambda obs, t, s=s: np.clip(expert.act(obs) + s * rng.standard_normal(action_dim),
+                                            -1.0, 1.0))
+    out["random"] = (lambda env: None,
+                     lambda obs, t: rng.uniform(-1.0, 1.0, action_dim))
+    return out
+
+
+def probe(agent: Any, env: WmilEnv, task: str, episodes: int = 4, seed: int = 20_000,
+          noise: Sequence[float] = (0.3, 1.0),
+          progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Roll out every behaviour on ``episodes`` seeded episodes and correlate the rewards.
+
+    The expert sees the state observation (``env.state_obs()``) whatever the agent's mode.
+    """
+    if episodes < 1:
+        raise ValueError(f"--episodes: must be at least 1, got {episodes}")
+    if any(s < 0 or not np.isfinite(s) for s in noise):
+        raise ValueError(f"--noise: scales must be finite and >= 0, got {list(noise)}")
+    adim = int(env.action_space.shape[0])
+    rows = []
+    for name, (reset, act) in behaviours(agent, task, noise, seed, adim).items():
+        for i in range(episodes):
+            obs, _ = env.reset(seed=seed + i)
+            reset(env)
+            frames = {k: [v] for k, v in obs.items()}
+            actions, rewards, t = [], [], 0
+            while True:
+                state = obs if name in ("agent", "random") else env.state_obs()
+                a = np.asarray(act(state, t), dtype=np.float32)
+                obs, _, term, trunc, info = env.step(a)
+                actions.append(a)
+                rewards.append(info["reward"])
+                for k, v in obs.items():
+                    frames[k].append(v)
+                t += 1
+                if term or trunc:
+                    break
+            dec = agent.decode_rewards({k: np.stack(v) for k, v in frames.items()},
+                                       np.stack(actions))
+            if not np.all(np.isfinite(dec)):
+                raise ValueError(f"{task}: the agent decodes no (finite) reward; the probe "
+                                 "needs an inverse-RL method such as iqmpc")
+            rows.append({"behaviour": name, "seed": seed + i,
+                         "true": np.asarray(rewards, dtype=np.float64),
+                         "decoded": np.asarray(dec, dtype=np.float64)})
+        if progress is not None:
+            progress(name)
+    result = correlations(rows)
+    result.update(task=task, seed=seed, noise=list(noise),
+                  episodes_per_behaviour=episodes,
+                  returns=[{"behaviour": r["behaviour"], "seed": r["seed"],
+                            "return": float(np.sum(r["true"])),
+                            "decoded_return": float(np.sum(r["decoded"]))} for r in rows])
+    return result
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:+.3f}"
+
+
+def cmd_reward_corr(args: argparse.Namespace) -> int:
+    """Probe a run's or checkpoint's decoded reward over behaviours; print and save JSON."""
+    from wmil_core.config import atomic_write
+    from wmil_core.export import load_trained
+
+    try:
+        noise = [float(s) for s in args.noise.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--noise: comma-separated numbers expected, got {args.noise!r}") from None
+    trainer, paths = load_trained(args.run)
+    task = trainer.cfg.task
+    r = probe(trainer.agent, trainer.eval_env, task, args.episodes, args.seed, noise,
+              progress=lambda name: print(f"  rolled out {name}", flush=True))
+    r["step"] = trainer.step
+    r["checkpoint"] = str(paths["checkpoint"])
+    print(f"{task} at step {trainer.step}: decoded vs true reward over {r['episodes']} "
+          f"episodes ({args.episodes} per behaviour, seeds {args.seed}+)")
+    print(f"  per step (pooled, {r['steps']} transitions): Pearson {_fmt(r['step_pearson'])}")
+    print(f"  per episode return: Pearson {_fmt(r['return_pearson'])}, "
+          f"Spearman {_fmt(r['return_spearman'])}")
+    print("  | behaviour | true return | decoded return | per-step Pearson |")
+    for name, g in r["behaviours"].items():
+        print(f"  | {name} | {g['return_mean']:.1f} | {g['decoded_return_mean']:.1f} | "
+              f"{_fmt(g['step_pearson'])} |")
+    run = paths["run"] or Path(paths["checkpoint"]).parent
+    out = Path(args.out) if args.out else Path(run) / f"reward-corr-{trainer.step}.json"
+    atomic_write(out, json.dumps(r, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+def add_command(bsub: Any) -> None:
+    """Register ``wmil bench reward-corr``."""
+    p = bsub.add_parser("reward-corr", help="decoded-reward correlation over behaviours "
+                        "(agent, expert, noisy expert, random)")
+    p.add_argument("run", help="run directory or checkpoint file")
+    p.add_argument("--episodes", type=int, default=4, help="episodes per behaviour")
+    p.add_argument("--seed", type=int, default=20_000, help="first episode seed")
+    p.add_argument("--noise", default="0.3,1.0",
+                   help="std of the Gaussian action noise added to the expert, per behaviour")
+    p.add_argument("--out", default=None, help="JSON (default RUN/reward-corr-<step>.json)")
+    p.set_defaults(func=cmd_reward_corr)
