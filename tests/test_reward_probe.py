@@ -100,7 +100,8 @@ def test_cli_probes_a_tiny_run(tmp_path, capsys):
                  str(demos), "--steps", "60", "--seed-steps", "30", "--eval-every", "60",
                  "--checkpoint-every", "60", "--out", str(run)]) == 0
     capsys.readouterr()
-    assert main(["bench", "reward-corr", str(run), "--episodes", "2", "--noise", "0.5"]) == 0
+    assert main(["bench", "reward-corr", str(run), "--episodes", "2", "--noise", "0.5",
+                 "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "per episode return: Pearson" in out and "| expert+noise0.5 |" in out
     r = json.loads((run / "reward-corr-60.json").read_text())

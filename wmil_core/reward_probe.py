@@ -173,6 +173,10 @@ def cmd_reward_corr(args: argparse.Namespace) -> int:
     except ValueError:
         raise ValueError(f"--noise: comma-separated numbers expected, got {args.noise!r}") from None
     trainer, paths = load_trained(args.run)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     task = trainer.cfg.task
     r = probe(trainer.agent, trainer.eval_env, task, args.episodes, args.seed, noise,
               progress=lambda name: print(f"  rolled out {name}", flush=True))
@@ -203,5 +207,6 @@ def add_command(bsub: Any) -> None:
     p.add_argument("--seed", type=int, default=20_000, help="first episode seed")
     p.add_argument("--noise", default="0.3,1.0",
                    help="std of the Gaussian action noise added to the expert, per behaviour")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--out", default=None, help="JSON (default RUN/reward-corr-<step>.json)")
     p.set_defaults(func=cmd_reward_corr)
