@@ -59,6 +59,12 @@ def test_tiny_run_trains_checkpoints_and_evaluates(demos, tmp_path):
     assert best["step"] == evals[scores.index(max(scores))]["step"]
     header = (run / "metrics.csv").read_text().splitlines()[0]
     assert "consistency_loss" in header and "iq_loss" in header
+    # evaluation episodes start at the seed asked for (the demos' seeds replay their targets)
+    seen, reset = [], trainer.eval_env.reset
+    trainer.eval_env.reset = lambda **kw: (seen.append(kw["seed"]), reset(**kw))[1]
+    trainer.evaluate(2, seed=7)
+    trainer.evaluate(1)
+    assert seen == [7, 8, 10_000]
     # the run directory cannot be reused by accident
     with pytest.raises(ValueError, match="holds a run already"):
         Trainer(tiny(demos), run, progress=False).train()
@@ -137,7 +143,10 @@ def test_cli_train_eval_and_errors(demos, tmp_path, capsys):
     assert rc == 0
     assert "normalized score" in capsys.readouterr().out
     assert main(["eval", str(run), "--episodes", "1"]) == 0
-    assert (run / "eval-60.json").is_file()
+    assert json.loads((run / "eval-60.json").read_text())["seed"] == 10_000  # as training does
+    # --seed 0 replays the demos' episodes (collected from seed 0): their targets
+    assert main(["eval", str(run), "--episodes", "1", "--seed", "0"]) == 0
+    assert json.loads((run / "eval-60-seed0.json").read_text())["seed"] == 0
     assert main(["train", "--task", "dmc/reacher-easy", "--demos", str(tmp_path / "no.h5"),
                  "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()

@@ -230,7 +230,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         settings = {k: int(v) for k in ("samples", "iterations", "horizon", "shards")
                     if (v := getattr(args, k, None))}
-        result = evaluate_bundle(src, args.episodes, seed=args.seed, settings=settings or None,
+        seed = 10_000 if args.seed is None else args.seed
+        result = evaluate_bundle(src, args.episodes, seed=seed, settings=settings or None,
                                  threads=args.threads or None)
         _print_eval(result)
         print(f"planning p50 {result['plan_p50_ms']:.1f} ms, p99 {result['plan_p99_ms']:.1f} ms")
@@ -245,9 +246,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     trainer, paths = load_trained(src)  # a run's latest.pt, or the checkpoint file given
     run = paths["run"] or src.parent
-    result = {"step": trainer.step, **trainer.evaluate(args.episodes)}
+    seed = trainer.cfg.seed + 10_000 if args.seed is None else args.seed
+    result = {"step": trainer.step, "seed": seed, **trainer.evaluate(args.episodes, seed=seed)}
     _print_eval(result)
-    out = Path(args.out) if args.out else run / f"eval-{trainer.step}.json"
+    tag = "" if args.seed is None else f"-seed{args.seed}"
+    out = Path(args.out) if args.out else run / f"eval-{trainer.step}{tag}.json"
     atomic_write(out, json.dumps(result, indent=2))
     print(f"wrote {out}")
     return 0
@@ -400,8 +403,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("run", help="run directory, checkpoint file or bundle directory")
     ev.add_argument("--episodes", type=int, default=10)
     ev.add_argument("--out", default=None, help="JSON output (default: RUN/eval-<step>.json)")
-    ev.add_argument("--seed", type=int, default=10_000,
-                    help="bundles: first episode seed (default 10000, as training evaluates)")
+    ev.add_argument("--seed", type=int, default=None,
+                    help="first episode seed (default: as training evaluates; bundles 10000); "
+                         "the demos' seeds (0 for `wmil demos collect`) replay demonstrated "
+                         "episodes")
     ev.add_argument("--samples", type=int, default=None, help="bundles: MPPI samples")
     ev.add_argument("--iterations", type=int, default=None, help="bundles: MPPI iterations")
     ev.add_argument("--horizon", type=int, default=None, help="bundles: MPPI horizon")

@@ -201,10 +201,14 @@ class Trainer:
         self.clock.restore(state, self.history)
 
     # -- evaluation -----------------------------------------------------------------------------
-    def evaluate(self, episodes: int | None = None) -> dict[str, Any]:
-        """Return, success, normalized score and decoded-reward correlation on eval episodes."""
+    def evaluate(self, episodes: int | None = None, seed: int | None = None) -> dict[str, Any]:
+        """Return, success, normalized score and decoded-reward correlation on eval episodes.
+
+        Episodes use seeds ``seed``, ``seed + 1``, ... (default: the run's seed + 10000).
+        """
+        seed = self.cfg.seed + 10_000 if seed is None else seed
         return evaluate_agent(self.agent, self.eval_env, episodes or self.cfg.eval_episodes,
-                              seed=self.cfg.seed + 10_000, expert_return=self.expert_return)
+                              seed=seed, expert_return=self.expert_return)
 
     # -- the loop -------------------------------------------------------------------------------
     def train(self, resume: bool = False) -> dict[str, Any]:
