@@ -27,8 +27,9 @@ import numpy as np
 if TYPE_CHECKING:
     from wmil_core.tasks.env import WmilEnv
 
-#: act(obs, t) -> action in [-1, 1]^A; reset(env) is called after each env.reset
-Behaviour = tuple[Callable[["WmilEnv"], None], Callable[[dict[str, np.ndarray], int], np.ndarray]]
+#: (on_reset(env) or None, act(obs, t) -> action in [-1, 1]^A)
+Behaviour = tuple[Callable[["WmilEnv"], None] | None,
+                  Callable[[dict[str, np.ndarray], int], np.ndarray]]
 
 
 def _pearson(x: np.ndarray, y: np.ndarray) -> float | None:
@@ -84,64 +85,49 @@ def correlations(episodes: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def behaviours(agent: Any, task: str, noise: Sequence[float], seed: int,
-               action_dim: int) -> dict[str, Behaviour]:
-    """The probe's behaviours: agent, expert, expert + N(0, s^2) noise per scale, random."""
+def behaviours(agent: Any, env: WmilEnv, task: str, noise: Sequence[float], seed: int,
+               ) -> dict[str, Behaviour]:
+    """The probe's behaviours: agent, expert, expert + N(0, s^2) noise per scale, random.
+
+    The expert sees the state observation (``env.state_obs()``) whatever the agent's mode.
+    """
     from wmil_core.experts.base import make_expert
 
     rng = np.random.default_rng(seed)
+    adim = int(env.action_space.shape[0])
     out: dict[str, Behaviour] = {
-        "agent": (lambda env: None,
-                  lambda obs, t: agent.act(obs, t0=t == 0, eval_mode=True)),
+        "agent": (None, lambda obs, t: agent.act(obs, t0=t == 0, eval_mode=True)),
     }
     try:
         expert = make_expert(task)
     except ValueError:
         expert = None  # a task without an expert: agent and random only
     if expert is not None:
-        out["expert"] = (expert.reset, lambda obs, t: expert.act(obs))
+        out["expert"] = (expert.reset, lambda obs, t: expert.act(env.state_obs()))
         for s in noise:
             out[f"expert+noise{s:g}"] = (
                 expert.reset,
-                lambda obs, t, s=s: np.clip(expert.act(obs) + s * rng.standard_normal(action_dim),
-                                            -1.0, 1.0))
-    out["random"] = (lambda env: None,
-                     lambda obs, t: rng.uniform(-1.0, 1.0, action_dim))
+                lambda obs, t, s=s: np.clip(expert.act(env.state_obs())
+                                            + s * rng.standard_normal(adim), -1.0, 1.0))
+    out["random"] = (None, lambda obs, t: rng.uniform(-1.0, 1.0, adim))
     return out
 
 
 def probe(agent: Any, env: WmilEnv, task: str, episodes: int = 4, seed: int = 20_000,
           noise: Sequence[float] = (0.3, 1.0),
           progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Roll out every behaviour on ``episodes`` seeded episodes and correlate the rewards.
-
-    The expert sees the state observation (``env.state_obs()``) whatever the agent's mode.
-    """
+    """Roll out every behaviour on ``episodes`` seeded episodes and correlate the rewards."""
     if episodes < 1:
         raise ValueError(f"--episodes: must be at least 1, got {episodes}")
     if any(s < 0 or not np.isfinite(s) for s in noise):
         raise ValueError(f"--noise: scales must be finite and >= 0, got {list(noise)}")
-    adim = int(env.action_space.shape[0])
+    from wmil_core.train import play_episode
+
     rows = []
-    for name, (reset, act) in behaviours(agent, task, noise, seed, adim).items():
+    for name, (on_reset, act) in behaviours(agent, env, task, noise, seed).items():
         for i in range(episodes):
-            obs, _ = env.reset(seed=seed + i)
-            reset(env)
-            frames = {k: [v] for k, v in obs.items()}
-            actions, rewards, t = [], [], 0
-            while True:
-                state = obs if name in ("agent", "random") else env.state_obs()
-                a = np.asarray(act(state, t), dtype=np.float32)
-                obs, _, term, trunc, info = env.step(a)
-                actions.append(a)
-                rewards.append(info["reward"])
-                for k, v in obs.items():
-                    frames[k].append(v)
-                t += 1
-                if term or trunc:
-                    break
-            dec = agent.decode_rewards({k: np.stack(v) for k, v in frames.items()},
-                                       np.stack(actions))
+            obs, actions, rewards, _ = play_episode(env, act, seed + i, on_reset)
+            dec = agent.decode_rewards(obs, actions)
             if not np.all(np.isfinite(dec)):
                 raise ValueError(f"{task}: the agent decodes no (finite) reward; the probe "
                                  "needs an inverse-RL method such as iqmpc")

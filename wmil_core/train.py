@@ -15,6 +15,7 @@ import io
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -331,29 +332,44 @@ class Trainer:
         return save_png(fig, self.run / "plots" / "learning_curve.png", dpi=120)
 
 
+def play_episode(env: WmilEnv, act: Callable[[dict[str, np.ndarray], int], np.ndarray],
+                 seed: int, on_reset: Callable[[WmilEnv], None] | None = None,
+                 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, dict[str, Any]]:
+    """One seeded episode of ``act(obs, t)``: observations stacked per key (T+1 rows), actions
+    (T, A), the simulator's rewards (T) and the last step's info.
+
+    ``on_reset(env)`` runs after the reset (an expert binds to the episode there).
+    """
+    obs, _ = env.reset(seed=seed)
+    if on_reset is not None:
+        on_reset(env)
+    frames = {k: [v] for k, v in obs.items()}
+    actions, rewards, t, info = [], [], 0, {}
+    while True:
+        a = np.asarray(act(obs, t), dtype=np.float32)
+        obs, _, term, trunc, info = env.step(a)
+        actions.append(a)
+        rewards.append(info["reward"])
+        for k, v in obs.items():
+            frames[k].append(v)
+        t += 1
+        if term or trunc:
+            break
+    return ({k: np.stack(v) for k, v in frames.items()}, np.stack(actions),
+            np.asarray(rewards, dtype=np.float32), info)
+
+
 def evaluate_agent(agent: Any, env: WmilEnv, episodes: int, seed: int,
                    expert_return: float) -> dict[str, Any]:
     """Evaluate the planner (no exploration noise) on seeded episodes."""
     returns, successes, true_r, dec_r = [], [], [], []
     for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        frames = {k: [v] for k, v in obs.items()}
-        actions, rewards, t, info = [], [], 0, {}
-        while True:
-            a = agent.act(obs, t0=t == 0, eval_mode=True).astype(np.float32)
-            obs, _, term, trunc, info = env.step(a)
-            actions.append(a)
-            rewards.append(info["reward"])
-            for k, v in obs.items():
-                frames[k].append(v)
-            t += 1
-            if term or trunc:
-                break
+        obs, actions, rewards, info = play_episode(
+            env, lambda o, t: agent.act(o, t0=t == 0, eval_mode=True), seed + i)
         returns.append(float(np.sum(rewards)))
         if "success" in info:
             successes.append(bool(info["success"]))
-        dec = agent.decode_rewards({k: np.stack(v) for k, v in frames.items()},
-                                   np.stack(actions))
+        dec = agent.decode_rewards(obs, actions)
         true_r.append(np.asarray(rewards, dtype=np.float32))
         dec_r.append(dec)
     dec = np.concatenate(dec_r)
