@@ -102,3 +102,19 @@ def test_bench_speed_compile_times_eager_alongside(tmp_path):
     ratio = r["eager"]["update"]["p50_ms"] / r["update"]["p50_ms"]
     assert r["speedup_vs_eager"]["update"]["of_medians"] == pytest.approx(ratio)
     assert r["warmup_s"] > 0
+
+
+@pytest.mark.slow
+def test_compiled_agent_with_gradient_penalty_updates():
+    """Compiled graphs have no double backward: the penalised losses stay eager and work."""
+    torch.manual_seed(0)
+    agent = IQMPC(SHAPES, 2, 500, from_dict(IQMPCConfig, {**TINY, "compile": True,
+                                                          "grad_pen": 1.0}))
+    assert agent._model_loss_fn == agent._model_losses  # eager
+    assert agent._pi_loss_fn != agent._pi_loss  # still compiled
+    g = torch.Generator().manual_seed(1)
+    before = {k: v.clone() for k, v in agent.model.state_dict().items()}
+    for _ in range(2):
+        stats = agent.update(batch(g), batch(g))
+    assert stats["grad_pen"] > 0
+    assert any(not torch.equal(before[k], v) for k, v in agent.model.state_dict().items())

@@ -92,6 +92,42 @@ def test_mish_hand_written_backward_passes_gradcheck():
     x = (torch.randn(64, dtype=torch.float64) * 6).requires_grad_(True)
     assert "MishFn" in type(mish(x).grad_fn).__name__  # the hand-written backward is used
     assert torch.autograd.gradcheck(mish, (x,))
+    # second derivatives too: gradient penalties differentiate the gradient (create_graph)
+    assert torch.autograd.gradgradcheck(mish, (x,))
     with torch.no_grad():  # no autograd (planning, export): the plain identity
         assert mish(x).grad_fn is None
         assert torch.allclose(mish(x), nn.functional.mish(x), atol=1e-12)
+
+
+def test_gradient_penalty_update_is_the_same_with_either_mish_backward(monkeypatch):
+    """The penalty differentiates dQ/dx: the hand-written backward must be differentiable."""
+    from wmil_core.agents.iqmpc import IQMPC, IQMPCConfig
+    from wmil_core.buffer import Batch
+    from wmil_core.config import from_dict
+    from wmil_core.nn import layers
+
+    shapes = {"joints": (4,), "features": (3,)}
+    cfg = from_dict(IQMPCConfig, {
+        "model": {"latent_dim": 16, "mlp_dim": 32, "enc_dim": 32, "num_q": 2},
+        "batch_size": 8, "grad_pen": 10.0,
+        "planner": {"num_samples": 32, "num_pi_trajs": 4, "num_elites": 8, "iterations": 2}})
+
+    def batch(g):
+        return Batch({k: torch.randn(4, 8, s[0], generator=g) for k, s in shapes.items()},
+                     torch.rand(3, 8, 2, generator=g) * 2 - 1, torch.zeros(3, 8, 1))
+
+    def train(hand: bool) -> dict[str, torch.Tensor]:
+        monkeypatch.setattr(layers, "HAND_MISH_BACKWARD", hand)
+        torch.manual_seed(0)
+        agent = IQMPC(shapes, 2, 500, cfg)
+        g = torch.Generator().manual_seed(1)
+        for i in range(4):  # the Q heads' last layer starts at zero: later steps see dQ/dx
+            expert, behaviour = batch(g), batch(g)
+            torch.manual_seed(10 + i)
+            stats = agent.update(expert, behaviour)
+        assert stats["grad_pen"] > 0
+        return agent.model.state_dict()
+
+    ref, got = train(False), train(True)
+    for k in ref:
+        torch.testing.assert_close(got[k], ref[k], rtol=1e-4, atol=1e-5, msg=k)

@@ -30,6 +30,10 @@ class _MishFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tensor:  # noqa: D102
         x, e, t = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            # a double backward is wanted (create_graph, e.g. a gradient penalty): the saved
+            # e and t carry no graph, so rebuild them from x for the derivative's derivative
+            e, t = _mish_parts(x)
         return grad * (t + x * (1.0 - t * t) * (e / (1.0 + e)))
 
 
