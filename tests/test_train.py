@@ -252,6 +252,13 @@ def test_bench_speed_times_a_preset_and_writes_json(tmp_path, capsys):
     assert r["update"]["n"] == 2 and r["plan"]["n"] == 2 and r["update"]["p50_ms"] > 0
     assert r["updates_per_s"] == pytest.approx(1000 / r["update"]["p50_ms"])
     assert "eager" not in r and "updates/s" in capsys.readouterr().out
+    # overrides of the preset reach the timed agent
+    assert main(["bench", "speed", "--preset", "cpu", "--updates", "2", "--plans", "1",
+                 "--threads", "1", "--agent", '{"batch_size": 16, "grad_pen": 1.0}',
+                 "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["batch_per_buffer"] == 16 and r["agent_overrides"]["grad_pen"] == 1.0
+    assert '"grad_pen": 1.0' in capsys.readouterr().out
 
 
 def test_bench_speed_autograd_mish_baseline_times_a_twin_without_the_hand_backward(

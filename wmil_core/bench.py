@@ -19,8 +19,10 @@ from wmil_core.timing import latency_stats, paired_ratios
 def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updates: int = 20,
           plans: int = 50, threads: int = 0, seed: int = 0,
           out: str | Path | None = None, compile: bool = False,
-          autograd_mish: bool = False) -> dict[str, Any]:
+          autograd_mish: bool = False, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Time IQ-MPC updates and planning steps for ``preset`` on ``task``'s observation spec.
+
+    ``overrides``: changes to the preset's IQ-MPC config (e.g. ``{"grad_pen": 0.6}``).
 
     Updates use random data of the right shapes in both buffers (the cost does not depend on
     the values); planning runs from real observations of the task. ``compile``: times a
@@ -49,7 +51,7 @@ def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updat
     agents = {}
     for label, (c, _) in variants.items():
         torch.manual_seed(seed)
-        cfg = agent_config(preset, {"compile": c})
+        cfg = agent_config(preset, {**(overrides or {}), "compile": c})
         agents[label] = IQMPC({k: tuple(v["shape"]) for k, v in spec.items()}, a_dim,
                               env.episode_length, cfg, seed=seed)
     cfg = agents["main"].cfg
@@ -98,6 +100,7 @@ def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updat
     result: dict[str, Any] = {
         "benchmark": "speed",
         "preset": preset,
+        "agent_overrides": overrides or {},
         "task": task,
         "obs": obs,
         "threads": torch.get_num_threads(),

@@ -263,8 +263,11 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
     suffix = "-compiled" if args.compile else "-vs-autograd-mish" if args.autograd_mish else ""
     out = args.out or f"bench/speed-{args.preset}{suffix}.json"
     r = speed(args.preset, args.task, args.obs, args.updates, args.plans, args.threads,
-              out=out, compile=args.compile, autograd_mish=args.autograd_mish)
-    print(f"preset {r['preset']} on {r['task']} ({r['obs']}), {r['threads']} threads, "
+              out=out, compile=args.compile, autograd_mish=args.autograd_mish,
+              overrides=args.agent)
+    print(f"preset {r['preset']}"
+          + (f" with {json.dumps(r['agent_overrides'])}" if r["agent_overrides"] else "")
+          + f" on {r['task']} ({r['obs']}), {r['threads']} threads, "
           f"batch {r['batch_per_buffer']}+{r['batch_per_buffer']}, planner {r['planner']}"
           + (f", torch.compile'd (warm-up {r['warmup_s']:.0f} s)" if r["compiled"] else ""))
     print(f"  update: p50 {r['update']['p50_ms']:.1f} ms  p99 {r['update']['p99_ms']:.1f} ms  "
@@ -427,6 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--plans", type=int, default=50)
     bs.add_argument("--threads", type=int, default=0)
     bs.add_argument("--compile", action="store_true", help="torch.compile update and planner")
+    bs.add_argument("--agent", type=json.loads, default={},
+                    help='IQ-MPC overrides of the preset as JSON, e.g. \'{"grad_pen": 0.6}\'')
     bs.add_argument("--autograd-mish", action="store_true",
                     help="also time a twin agent using autograd's Mish backward, alternating")
     bs.add_argument("--out", default=None)

@@ -51,10 +51,9 @@ class IQMPCConfig:
     value_term: Literal["v0", "td"] = "v0"
     grad_pen: float = 0.0  # lambda of the W1 gradient penalty (0: off, as the paper's code)
     mpc: bool = True  # plan with MPPI (False: act with the policy prior)
-    # torch.compile the planner's value rollout and the update's losses (the world-model
-    # losses stay eager when grad_pen > 0): about a minute of compilation per graph, then
-    # fused kernels (see README for the measured speed-up); pays off in long runs, so off by
-    # default (and in tests)
+    # torch.compile the planner's value rollout and the update's losses (the gradient penalty
+    # stays eager): about a minute of compilation per graph, then fused kernels (see README
+    # for the measured speed-up); pays off in long runs, so off by default (and in tests)
     compile: bool = False
 
     def __post_init__(self) -> None:
@@ -111,9 +110,7 @@ class IQMPC:
         self._pi_loss_fn = self._pi_loss
         if cfg.compile:
             self._value_fn = torch.compile(trajectory_value, dynamic=False)
-            if cfg.grad_pen == 0:  # the penalty needs a double backward, which compiled
-                # (aot_autograd) graphs do not support: its losses stay eager
-                self._model_loss_fn = torch.compile(self._model_losses, dynamic=False)
+            self._model_loss_fn = torch.compile(self._model_losses, dynamic=False)
             self._pi_loss_fn = torch.compile(self._pi_loss, dynamic=False)
 
     # -- acting --------------------------------------------------------------------------------
@@ -158,9 +155,15 @@ class IQMPC:
         m.train()
         # pi's own parameters get no gradient from the model loss (the policy loss trains them)
         m._pi.requires_grad_(False)
-        total, zs_t, stats = self._model_loss_fn(obs, action, done, n_exp, value_term,
-                                                 behaviour is not None and cfg.grad_pen > 0)
+        total, zs_t, stats = self._model_loss_fn(obs, action, done, n_exp, value_term)
         m._pi.requires_grad_(True)
+        if behaviour is not None and cfg.grad_pen > 0:
+            # eager beside the (possibly compiled) losses: it differentiates dQ/dx again,
+            # and compiled (aot_autograd) graphs have no double backward
+            gp = self._gradient_penalty(zs_t, action, n_exp)
+            total = total + cfg.value_coef * gp  # part of the value loss, as in the paper
+            stats.update(grad_pen=gp.detach(), iq_loss=stats["iq_loss"] + gp.detach(),
+                         total_loss=total.detach())
         self.optim.zero_grad(set_to_none=True)
         total.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(m.parameters(), cfg.grad_clip_norm)
@@ -183,8 +186,7 @@ class IQMPC:
         return {k: float(v.detach()) for k, v in stats.items()}
 
     def _model_losses(self, obs: dict[str, Tensor], action: Tensor, done: Tensor, n_exp: int,
-                      value_term: str, grad_pen: bool
-                      ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+                      value_term: str) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """Forward pass of the world-model update: (total loss, latent rollout, statistics).
 
         Rows ``:n_exp`` of the batch are expert sub-trajectories, the rest behaviour.
@@ -218,14 +220,6 @@ class IQMPC:
         w = rho_weights(h, cfg.rho, action.device)
         value_loss = (iq * w).sum() / (h * cfg.model.num_q)
         stats: dict[str, Tensor] = {}
-        if grad_pen:
-            za = torch.cat([zs_t[:-1], action], -1)  # (H, B, L+A)
-            gp = gradient_penalty(
-                lambda x: m.Q(x[..., :-self.action_dim], x[..., -self.action_dim:], "avg"),
-                za[:, :n_exp].reshape(-1, za.shape[-1]),
-                za[:, n_exp:].reshape(-1, za.shape[-1]), cfg.grad_pen)
-            value_loss = value_loss + gp
-            stats["grad_pen"] = gp.detach()
         total = cfg.consistency_coef * cons + cfg.value_coef * value_loss
         with torch.no_grad():
             r = qs.mean(0) - self.gamma * next_v  # decoded reward per sample, (H, B, 1)
@@ -238,6 +232,15 @@ class IQMPC:
                 stats["q_behaviour"] = qs[:, :, n_exp:].mean()
                 stats["reward_behaviour"] = r[:, n_exp:].mean()
         return total, zs_t, stats
+
+    def _gradient_penalty(self, zs_t: Tensor, action: Tensor, n_exp: int) -> Tensor:
+        """W1 penalty on Q at points between expert and behaviour (z, a) of every step."""
+        m = self.model
+        za = torch.cat([zs_t[:-1], action], -1)  # (H, B, L+A)
+        return gradient_penalty(
+            lambda x: m.Q(x[..., :-self.action_dim], x[..., -self.action_dim:], "avg"),
+            za[:, :n_exp].reshape(-1, za.shape[-1]),
+            za[:, n_exp:].reshape(-1, za.shape[-1]), self.cfg.grad_pen)
 
     def _pi_loss(self, zs: Tensor) -> Tensor:
         """Maximum-entropy policy-prior loss on latents ``zs`` (H+1, B, L), Q frozen."""
