@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from wmil_core.bench_imitation import BenchSpec, Cell, load_cell, run_benchmark
@@ -69,11 +70,20 @@ def test_progress_reads_unfinished_cells_from_their_metrics(tmp_path: Path, caps
                                       "20000,eval,0.3,60.0\n")
     (out / "cells").mkdir()
     (out / "cells" / "dmc_reacher-easy__bc__d10__s0.json").write_text('{"status": "ok"}')
+    # a cell that failed once and is being retried: its record predates the metrics
+    retried = out / "runs" / "dmc_cartpole-swingup__iqmpc__d10__s0"
+    retried.mkdir()
+    (retried / "metrics.csv").write_text("step,phase,normalized_score,wall_s\n"
+                                         "0,eval,0.2,30.0\n")
+    old = out / "cells" / "dmc_cartpole-swingup__iqmpc__d10__s0.json"
+    old.write_text('{"status": "failed"}')
+    os.utime(old, (1_000_000, 1_000_000))
     assert main(["bench", "progress", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "| dmc_reacher-easy__iqmpc__d10__s0 | unfinished | 12000 | 0k: 0.25 (0.10), " \
            "10k: 0.50 (0.40) | 22 min |" in printed
     assert "| dmc_reacher-easy__bc__d10__s0 | ok | 20000 | 20k: 0.30 (-) | 1 min |" in printed
+    assert "| dmc_cartpole-swingup__iqmpc__d10__s0 | unfinished | 0 |" in printed
     assert (out / "progress.md").read_text() == printed
     assert (out / "progress.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["bench", "progress", str(tmp_path / "none")]) == 2

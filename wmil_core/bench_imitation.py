@@ -289,8 +289,12 @@ def progress(out: str | Path) -> list[dict[str, Any]]:
 
         evals = [r for r in logged if r.get("phase") == "eval"]
         cell = None
+        record = out / "cells" / f"{run.name}.json"
         try:
-            cell = json.loads((out / "cells" / f"{run.name}.json").read_text())
+            # a record older than the run's metrics is from an earlier attempt (a failed cell
+            # that a rerun is retrying): the cell is unfinished again
+            if record.stat().st_mtime >= metrics.stat().st_mtime:
+                cell = json.loads(record.read_text())
         except (OSError, ValueError):
             pass
         rows.append({
