@@ -34,6 +34,7 @@ def test_compiled_agent_matches_eager():
     # the same policy samples, Q-head choices and dropout masks. The config's own patch()
     # restores the setting afterwards; monkeypatch would delete it, which hides the option
     # from every later compile in the process (torch's config module treats delattr as hide).
+    torch._dynamo.reset()  # no graph compiled earlier in the process without it
     with inductor_config.patch(fallback_random=True):
         _check_compiled_matches_eager()
 
@@ -114,6 +115,8 @@ def test_compiled_agent_with_gradient_penalty_matches_eager():
         return IQMPC(SHAPES, 2, 500, from_dict(IQMPCConfig, {**TINY, "compile": compile_,
                                                               "grad_pen": 1.0}))
 
+    # graphs compiled earlier in the process (without fallback_random) would be reused
+    torch._dynamo.reset()
     with inductor_config.patch(fallback_random=True):
         eager, comp = agent(False), agent(True)
         assert comp._model_loss_fn != comp._model_losses  # the losses are compiled
