@@ -246,7 +246,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     trainer, paths = load_trained(src)  # a run's latest.pt, or the checkpoint file given
     run = paths["run"] or src.parent
-    seed = trainer.cfg.seed + 10_000 if args.seed is None else args.seed
+    seed = trainer.eval_seed if args.seed is None else args.seed
     result = {"step": trainer.step, "seed": seed, **trainer.evaluate(args.episodes, seed=seed)}
     _print_eval(result)
     tag = "" if args.seed is None else f"-seed{args.seed}"

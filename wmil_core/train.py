@@ -202,12 +202,17 @@ class Trainer:
         self.clock.restore(state, self.history)
 
     # -- evaluation -----------------------------------------------------------------------------
+    @property
+    def eval_seed(self) -> int:
+        """First episode seed of the run's evaluations (the run's seed + 10000)."""
+        return self.cfg.seed + 10_000
+
     def evaluate(self, episodes: int | None = None, seed: int | None = None) -> dict[str, Any]:
         """Return, success, normalized score and decoded-reward correlation on eval episodes.
 
-        Episodes use seeds ``seed``, ``seed + 1``, ... (default: the run's seed + 10000).
+        Episodes use seeds ``seed``, ``seed + 1``, ... (default :attr:`eval_seed`).
         """
-        seed = self.cfg.seed + 10_000 if seed is None else seed
+        seed = self.eval_seed if seed is None else seed
         return evaluate_agent(self.agent, self.eval_env, episodes or self.cfg.eval_episodes,
                               seed=seed, expert_return=self.expert_return)
 
