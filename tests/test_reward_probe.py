@@ -77,6 +77,10 @@ def test_probe_pairs_every_transition_with_its_decoded_reward():
     assert r["step_pearson"] == pytest.approx(1.0, abs=1e-6)
     assert r["return_pearson"] == pytest.approx(1.0, abs=1e-6)
     assert r["return_spearman"] == pytest.approx(1.0, abs=1e-6)
+    # reacher's reward is sparse (0/1): windows where it stays constant count 0, every other
+    # window correlates exactly, so the mean is the share of windows where the reward changes
+    assert r["window"] == 3 and 0 < r["window_pearson"] < 1
+    assert all(0 <= g["window_pearson"] <= 1 + 1e-9 for g in r["behaviours"].values())
     g = r["behaviours"]
     assert g["expert"]["return_mean"] > g["random"]["return_mean"]  # the behaviours differ
     assert [x["seed"] for x in r["returns"][:2]] == [3, 4]
@@ -110,3 +114,29 @@ def test_cli_probes_a_tiny_run(tmp_path, capsys):
     assert main(["bench", "reward-corr", str(run), "--noise", "a,b"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("wmil: error: --noise") and "\n" not in err
+
+
+def test_window_pearson_matches_numpy_per_window():
+    from wmil_core.reward_probe import window_pearson
+
+    rng = np.random.default_rng(0)
+    t, d = rng.normal(size=20), rng.normal(size=20)
+    w = window_pearson(t, d, 3)
+    assert w.shape == (18,)
+    for i in (0, 7, 17):
+        assert w[i] == pytest.approx(np.corrcoef(t[i:i + 3], d[i:i + 3])[0, 1])
+    # rising together in every window: 1, whatever the levels; the other way round: -1
+    assert window_pearson(np.arange(6.0), 5 * np.arange(6.0) - 100, 3) == pytest.approx(1.0)
+    assert window_pearson(np.arange(6.0), 7 - 2 * np.arange(6.0), 3) == pytest.approx(-1.0)
+    # a constant side counts as 0 (the official code's nan_to_num), a short episode as nothing
+    assert np.all(window_pearson(np.ones(5), np.arange(5.0), 3) == 0)
+    assert window_pearson(np.arange(2.0), np.arange(2.0), 3).shape == (0,)
+    with pytest.raises(ValueError, match="window"):
+        window_pearson(t, d, 1)
+    # pooled over episodes: the mean over all windows; per behaviour likewise
+    r = correlations([ep("a", [0, 1, 2, 3], [0, 1, 2, 3]), ep("b", [0, 1, 2], [2, 1, 0])], 3)
+    assert r["window"] == 3
+    assert r["window_pearson"] == pytest.approx((1 + 1 - 1) / 3)
+    assert r["behaviours"]["a"]["window_pearson"] == pytest.approx(1.0)
+    assert r["behaviours"]["b"]["window_pearson"] == pytest.approx(-1.0)
+    assert correlations([ep("a", [0, 1], [0, 1])])["window_pearson"] is None
