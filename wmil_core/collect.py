@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,33 +59,48 @@ class RolloutStats:
         }
 
 
-def rollout(env: WmilEnv, expert: Expert, seed: int | None, record: bool) -> Episode:
-    """Run one episode of ``expert`` in ``env``; observations are kept only when ``record``."""
+def play_episode(env: WmilEnv, act: Callable[[dict[str, np.ndarray], int], np.ndarray],
+                 seed: int | None, on_reset: Callable[[WmilEnv], None] | None = None,
+                 record: bool = True,
+                 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, dict[str, Any]]:
+    """One seeded episode of ``act(obs, t)``: observations stacked per key (T+1 rows; empty
+    unless ``record``), actions (T, A), the simulator's rewards (T) and the last step's info.
+
+    The one episode loop of the project (expert demos, evaluation, the reward probe).
+    ``on_reset(env)`` runs after the reset (an expert binds to the episode there).
+    """
     obs, _ = env.reset(seed=seed)
-    expert.reset(env)
-    state_mode = env.obs_mode == "state"
-    keys = env.obs_keys
-    frames: dict[str, list[np.ndarray]] = {k: [obs[k]] for k in keys} if record else {}
-    actions, rewards = [], []
-    success = None
+    if on_reset is not None:
+        on_reset(env)
+    frames: dict[str, list[np.ndarray]] = {k: [v] for k, v in obs.items()} if record else {}
+    actions, rewards, t, info = [], [], 0, {}
     while True:
-        state = obs if state_mode and len(keys) == 2 else env.state_obs()
-        action = np.asarray(expert.act(state), dtype=np.float32)
-        obs, _, terminated, truncated, info = env.step(action)
-        actions.append(action)
+        a = np.asarray(act(obs, t), dtype=np.float32)
+        obs, _, term, trunc, info = env.step(a)
+        actions.append(a)
         rewards.append(info["reward"])
-        success = info.get("success")
-        if record:
-            for k in keys:
-                frames[k].append(obs[k])
-        if terminated or truncated:
+        for k, v in frames.items():
+            v.append(obs[k])
+        t += 1
+        if term or trunc:
             break
-    return Episode(
-        obs={k: np.stack(v) for k, v in frames.items()},
-        actions=np.stack(actions).astype(np.float32),
-        rewards=np.asarray(rewards, dtype=np.float32),
-        success=success,
-    )
+    return ({k: np.stack(v) for k, v in frames.items()}, np.stack(actions),
+            np.asarray(rewards, dtype=np.float32), info)
+
+
+def rollout(env: WmilEnv, expert: Expert, seed: int | None, record: bool) -> Episode:
+    """Run one episode of ``expert`` in ``env``; observations are kept only when ``record``.
+
+    The expert sees the state observation whatever the env's mode (the env's own dict when it
+    already is the state, without a copy).
+    """
+    own_state = env.obs_mode == "state" and len(env.obs_keys) == 2
+
+    def act(obs: dict[str, np.ndarray], t: int) -> np.ndarray:
+        return expert.act(obs if own_state else env.state_obs())
+
+    obs, actions, rewards, info = play_episode(env, act, seed, expert.reset, record)
+    return Episode(obs=obs, actions=actions, rewards=rewards, success=info.get("success"))
 
 
 def evaluate_expert(

@@ -171,7 +171,7 @@ def probe(agent: Any, env: WmilEnv, task: str, episodes: int = 4, seed: int = 20
         raise ValueError(f"--episodes: must be at least 1, got {episodes}")
     if any(s < 0 or not np.isfinite(s) for s in noise):
         raise ValueError(f"--noise: scales must be finite and >= 0, got {list(noise)}")
-    from wmil_core.train import play_episode
+    from wmil_core.collect import play_episode
 
     rows = []
     for name, (on_reset, act) in behaviours(agent, env, task, noise, seed).items():

@@ -15,7 +15,6 @@ import io
 import json
 import math
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from tqdm import tqdm
 
 from wmil_core.agents import make_agent
 from wmil_core.buffer import EpisodeBuffer
+from wmil_core.collect import play_episode
 from wmil_core.config import atomic_write, from_dict, load_yaml, save_config, to_dict
 from wmil_core.demos import load_demos
 from wmil_core.losses import pearson
@@ -335,33 +335,6 @@ class Trainer:
         ax.set_title(f"{self.cfg.method} on {self.cfg.task}")
         ax.legend()
         return save_png(fig, self.run / "plots" / "learning_curve.png", dpi=120)
-
-
-def play_episode(env: WmilEnv, act: Callable[[dict[str, np.ndarray], int], np.ndarray],
-                 seed: int, on_reset: Callable[[WmilEnv], None] | None = None,
-                 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, dict[str, Any]]:
-    """One seeded episode of ``act(obs, t)``: observations stacked per key (T+1 rows), actions
-    (T, A), the simulator's rewards (T) and the last step's info.
-
-    ``on_reset(env)`` runs after the reset (an expert binds to the episode there).
-    """
-    obs, _ = env.reset(seed=seed)
-    if on_reset is not None:
-        on_reset(env)
-    frames = {k: [v] for k, v in obs.items()}
-    actions, rewards, t, info = [], [], 0, {}
-    while True:
-        a = np.asarray(act(obs, t), dtype=np.float32)
-        obs, _, term, trunc, info = env.step(a)
-        actions.append(a)
-        rewards.append(info["reward"])
-        for k, v in obs.items():
-            frames[k].append(v)
-        t += 1
-        if term or trunc:
-            break
-    return ({k: np.stack(v) for k, v in frames.items()}, np.stack(actions),
-            np.asarray(rewards, dtype=np.float32), info)
 
 
 def evaluate_agent(agent: Any, env: WmilEnv, episodes: int, seed: int,
