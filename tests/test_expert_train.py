@@ -93,6 +93,15 @@ def test_trainer_writes_a_loadable_expert_and_resumes(tmp_path: Path):
     obs = {k: np.zeros(v["shape"], np.float32) for k, v in full.env.obs_spec().items()}
     a = ex.act(obs)
     assert a.shape == (1,) and np.all(np.abs(a) <= 1)
+    # replaying the winning evaluation's first episode gives the return it recorded
+    env = full.eval_env
+    obs, _ = env.reset(seed=full.cfg.seed + 10_000)
+    ret, done = 0.0, False
+    while not done:
+        obs, _, term, trunc, info = env.step(ex.act(obs).astype(np.float32))
+        ret += float(info["reward"])
+        done = term or trunc
+    assert ret == pytest.approx(meta["evaluation"]["returns"][0], rel=1e-5)
 
     # a run killed after its first checkpoint resumes to the same end state
     part = ExpertTrainer(_cfg(steps=60), tmp_path / "part", progress=False)

@@ -79,9 +79,17 @@ def test_every_executable_is_a_console_script(tree):
 
 
 def test_launch_reads_the_shared_parameter_file(tree):
-    text = LAUNCH.read_text()
-    assert '"config"' in text and '"wmil.yaml"' in text
-    assert "get_package_share_directory" in text
+    # params = str(share / "config" / "wmil.yaml"), share from get_package_share_directory
+    assigned = {t.id: node.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
+                for t in node.targets if isinstance(t, ast.Name)}
+    assert ast.unparse(assigned["params"]) == "str(share / 'config' / 'wmil.yaml')"
+    assert "get_package_share_directory('wmil')" in ast.unparse(assigned["share"])
+    # ... and every node gets that file first, its own overrides after it
+    nodes = calls(tree, "Node")
+    assert len(nodes) == 3
+    for call in nodes:
+        first = keywords(call)["parameters"].elts[0]
+        assert isinstance(first, ast.Name) and first.id == "params", ast.unparse(call)
     setup = (ROOT / "setup.py").read_text()
     assert 'glob("config/*.yaml")' in setup and 'glob("launch/*.launch.py")' in setup
 

@@ -298,7 +298,12 @@ def test_hot_swap_without_missed_ticks_and_bad_updates_refused(ctx, tmp_path: Pa
         for req in bad:
             update.publish(String(data=req))
         wait_for(lambda: node.swap_failures == len(bad), timeout=5.0)
-        assert "joint names" in node.last_swap_error or "sha256" in node.last_swap_error
+        # each refusal for its own reason (the same requests, one at a time, called directly)
+        reasons = ["corrupt", "JSONDecodeError", "joint names", "manifest sha256 does not match"]
+        for req, reason in zip(bad, reasons):
+            assert node.swap_model(req) is False
+            assert reason in node.last_swap_error, (reason, node.last_swap_error)
+        assert node.swap_failures == 2 * len(bad)
         n = len(probe.messages(CMD))
         time.sleep(0.3)
         assert len(probe.messages(CMD)) > n and last_command(probe) == PLANNED_B

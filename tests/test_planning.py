@@ -133,5 +133,12 @@ def test_return_telescopes_to_q_advantages_and_a_head_disagreement_bonus():
         closed = closed + gamma**h * (q_pi[h].mean(0) - q_pi[h].amin(0))
     assert g.std() > 0.1  # a non-trivial return
     assert torch.allclose(g, closed, atol=1e-5), (g - closed).abs().max()
-    # the terminal part is an optimism bonus: half the two heads' disagreement, never < 0
-    assert ((q_pi[h].mean(0) - q_pi[h].amin(0)) >= 0).all()
+    # the terminal part is an optimism bonus, half the two heads' disagreement at z_H: it is
+    # not negligible here, and it vanishes when both "heads" of the last step are one head
+    bonus = gamma**h * (q_pi[h].mean(0) - q_pi[h].amin(0))
+    assert (bonus > 1e-3).any()
+    same = heads.clone()
+    same[h] = heads[h, 0]
+    with torch.no_grad():
+        g_same = trajectory_value(m, z0, acts, gamma, beta, eps, same)
+    assert torch.allclose(g_same, closed - bonus, atol=1e-5), (g_same - closed + bonus).abs().max()

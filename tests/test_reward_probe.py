@@ -110,7 +110,15 @@ def test_cli_probes_a_tiny_run(tmp_path, capsys):
     assert "per episode return: Pearson" in out and "| expert+noise0.5 |" in out
     r = json.loads((run / "reward-corr-60.json").read_text())
     assert r["step"] == 60 and r["steps"] == 4 * 2 * 30 and len(r["returns"]) == 8
-    assert r["step_pearson"] is not None and -1 <= r["step_pearson"] <= 1
+    assert r["step_pearson"] is not None and r["window"] == 3  # the run's planning horizon
+    # the table prints the JSON's numbers, and the groups agree with the episode list
+    for name, g in r["behaviours"].items():
+        assert f"| {name} | {g['return_mean']:.1f} | {g['decoded_return_mean']:.1f} |" in out
+        mine = [e for e in r["returns"] if e["behaviour"] == name]
+        assert len(mine) == g["episodes"] == 2
+        assert g["return_mean"] == pytest.approx(np.mean([e["return"] for e in mine]))
+        assert g["decoded_return_mean"] == pytest.approx(
+            np.mean([e["decoded_return"] for e in mine]), rel=1e-5)
     assert main(["bench", "reward-corr", str(run), "--noise", "a,b"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("wmil: error: --noise") and "\n" not in err

@@ -89,6 +89,19 @@ def test_frame_stack_matches_env_and_bag_stacking():
         stack.push(f, stamp=float(i))
         want = stack_frames(frames, np.array([i]), 3)[0]  # first frame repeated, oldest first
         np.testing.assert_array_equal(stack.stacked(), want)
+    # the simulator's own stacking: fed the env's newest frame each step, the node's stack is
+    # the env's stacked observation
+    from wmil_core.tasks.env import make_env
+
+    env = make_env("dmc/cartpole-swingup", "pixels", seed=0, image_size=16, frames=3)
+    obs, _ = env.reset(seed=0)
+    stack = FrameStack(3)
+    for i in range(5):
+        stack.push(obs["image"][..., -3:], stamp=float(i))
+        np.testing.assert_array_equal(stack.stacked(), obs["image"])
+        obs = env.step(np.ones(1))[0]
+    assert not np.array_equal(obs["image"][..., :3], obs["image"][..., -3:])  # frames moved
+    env.close()
 
 
 @pytest.mark.parametrize("mark_first", [True, False])

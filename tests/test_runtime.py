@@ -212,8 +212,19 @@ def test_act_with_its_own_noise_warm_starts_and_resets(state_bundle):
     same = Planner(bundle, threads=1, seed=3)
     np.testing.assert_array_equal(same.act(obs, t0=True), a)  # seeded: reproducible
     prev = planner.prev_mean.copy()
-    planner.act(obs)
-    assert not np.array_equal(planner.prev_mean, prev)
+    # with fixed noise: the next step warm-starts from the shifted previous mean...
+    n = planner.sample_noise()
+    b = planner.act(obs, noise=n)
+    z = planner.encode(obs)
+    cfg, g, beta = planner.cfg, bundle.gamma, bundle.beta
+    warm = plan(planner.model, z, cfg, g, beta, n, prev_mean=prev, value_fn=planner._value)
+    cold = plan(planner.model, z, cfg, g, beta, n, value_fn=planner._value)
+    np.testing.assert_array_equal(b, warm.action)
+    np.testing.assert_array_equal(planner.prev_mean, warm.mean)
+    assert not np.array_equal(warm.mean, cold.mean)  # the warm start changes the result
+    # ... and t0 drops it: the same noise then plans as from scratch
+    np.testing.assert_array_equal(planner.act(obs, t0=True, noise=n), cold.action)
+    np.testing.assert_array_equal(planner.prev_mean, cold.mean)
     planner.reset()
     assert planner.prev_mean is None
 

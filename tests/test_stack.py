@@ -43,7 +43,10 @@ def test_lockstep_closed_loop_matches_in_process_run():
     assert [e["steps"] for e in result.episodes] == [length, length]
     assert [e["seed"] for e in result.episodes] == [seed, seed + 1]
     assert len(planner.calls) == episodes * length  # one plan per observation
-    assert [t0 for _, t0 in planner.calls].count(True) >= 1
+    # the first plan of the run starts cold; later steps warm-start (at most one t0 per
+    # episode: the second one depends on which topic arrives first, so it is not counted)
+    t0s = [t0 for _, t0 in planner.calls]
+    assert t0s[0] is True and 1 <= t0s.count(True) <= episodes
     assert result.latency["commands"] == episodes * length
     assert np.isfinite(result.latency["command_p50_ms"])
 

@@ -116,14 +116,18 @@ def test_episode_length_and_truncation():
     env = make_env("dmc/cartpole-swingup", "state", seed=0)
     assert env.episode_length == 500
     env.reset()
-    steps = 0
+    steps, total = 0, 0.0
     while True:
         _, _, term, trunc, info = env.step(np.zeros(1))
         steps += 1
+        total += info["reward"]
         if term or trunc:
             break
     assert steps == 500 and trunc and not term
-    assert np.isclose(info["episode_return"], info["episode_return"])
+    assert total > 0 and info["episode_return"] == pytest.approx(total)
+    env.reset()  # the running return starts again
+    _, _, _, _, info = env.step(np.zeros(1))
+    assert info["episode_return"] == pytest.approx(info["reward"])
 
 
 def test_bad_action_is_refused():
