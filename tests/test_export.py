@@ -87,20 +87,23 @@ def test_graphs_match_torch_on_fresh_inputs(exported):
         got_next = _session(out / "dynamics.onnx").run(None, {"z": z.numpy(), "a": a.numpy()})
         assert np.abs(got_next[0] - ref_next.numpy()).max() <= TOLERANCE
     # the fused value graph at a third candidate count, against planning.trajectory_value
+    # from N copies of its one start row (the manifest says the start is shared)
     n, h = 5, 3
-    z0 = m.encode({k: (torch.randint(0, 256, (n, *s), generator=g, dtype=torch.uint8)
-                       if k == "image" else torch.randn(n, *s, generator=g))
+    z0 = m.encode({k: (torch.randint(0, 256, (1, *s), generator=g, dtype=torch.uint8)
+                       if k == "image" else torch.randn(1, *s, generator=g))
                    for k, s in MODES[mode].items()}).detach()
     acts = torch.rand(h, n, 2, generator=g) * 2 - 1
     eps = torch.randn(h + 1, n, 2, generator=g)
     heads = torch.tensor([[0, 1], [1, 0], [0, 1], [1, 0]])
     with torch.no_grad():
-        ref = trajectory_value(m, z0, acts, agent.gamma, agent.cfg.beta, eps, heads)
+        ref = trajectory_value(m, z0.expand(n, -1), acts, agent.gamma, agent.cfg.beta, eps,
+                               heads)
     got = _session(out / "value.onnx").run(None, {"z0": z0.numpy(), "actions": acts.numpy(),
                                                   "value_eps": eps.numpy(),
                                                   "heads": heads.numpy()})[0]
     assert got.shape == (n, 1) and np.abs(got - ref.numpy()).max() <= TOLERANCE
     assert ref.std() > 1e-3  # the values are not all alike: the comparison means something
+    assert json.loads((out / "manifest.json").read_text())["graphs"]["value"]["start"] == "shared"
 
 
 def test_manifest_describes_the_bundle(exported):
@@ -273,7 +276,29 @@ def test_cli_export_and_bench_planner(tiny_run, tmp_path, capsys, monkeypatch):
     assert r["steps_within_1e-4"] == 1.0 and r["median_action_diff"] <= r["max_action_diff"]
     assert r["speedup_p50"] > 0 and r["flops_per_plan"]["total"] > 0
     assert r["peak_gflops"]["onnxruntime"] > 0 and r["runtime_gflops"] > 0
+    # the runtime's FLOPs are its value path's: fewer than torch's with the shared start
+    assert r["value_start"] == "shared"
+    fewer = r["flops_per_plan"]["total"] < r["torch_flops_per_plan"]["total"]
+    assert fewer == (r["value_graph"] == "fused")
     assert "p50" in capsys.readouterr().out
+
+    # the older layout on request, and an A/B of the two value graphs on the same inputs
+    args = p.parse_args(["export", str(tiny_run), "--batch-check", "4", "--value-start",
+                         "per_sample", "--out", "models/tiny-ps"])
+    assert args.func(args) == 0
+    m = json.loads((tmp_path / "models" / "tiny-ps" / "manifest.json").read_text())
+    assert m["graphs"]["value"]["start"] == "per_sample"
+    capsys.readouterr()
+    args = p.parse_args(["bench", "value-graph", "models/tiny", "models/tiny-ps", "--samples",
+                         "16", "--repeats", "3", "--out", "vg.json"])
+    assert args.func(args) == 0
+    r = json.loads((tmp_path / "vg.json").read_text())
+    assert [b["value_start"] for b in r["bundles"]] == ["shared", "per_sample"]
+    assert r["bundles"][0]["speedup_vs_first"] == 1.0 and r["bundles"][1]["p50_ms"] > 0
+    assert r["bundles"][1]["max_value_diff_vs_first"] <= TOLERANCE * max(1.0, r["value_scale"])
+    assert r["value_scale"] > 0 and "(start: per_sample)" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="two or more bundles"):
+        args.func(p.parse_args(["bench", "value-graph", "models/tiny"]))
     assert not [f for f in os.listdir(tmp_path / "models") if f.startswith(".")]
 
     args = p.parse_args(["bench", "planner", "models/tiny", "--repeats", "2", "--samples", "16",

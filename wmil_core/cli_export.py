@@ -38,7 +38,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else default_bundle_dir(args.run, args.name)
     path = export_bundle(args.run, out, name=args.name, batch_check=args.batch_check,
-                         overwrite=args.overwrite)
+                         overwrite=args.overwrite, value_start=args.value_start)
     m = json.loads((path / "manifest.json").read_text())
     check = m["export"]["check"]
     print(f"exported {m['task']} ({m['obs_mode']}), training step "
@@ -180,8 +180,10 @@ def bench_planner(model_dir: str | Path, run: str | Path | None = None,
             r_ms.append(1000 * (t2 - t1))
             diffs.append(float(np.abs(action - res.action.numpy()).max()))
             mean_diffs.append(float(np.abs(planner.last.mean - res.mean.numpy()).max()))
-    flops = planner_flops(bundle.manifest["model"], {k: v.shape for k, v in
-                                                      bundle.obs_spec.items()}, a_dim, rcfg)
+    shapes = {k: v.shape for k, v in bundle.obs_spec.items()}
+    torch_flops = planner_flops(bundle.manifest["model"], shapes, a_dim, rcfg)
+    shared = planner.value_graph == "fused" and bundle.value_start == "shared"
+    flops = planner_flops(bundle.manifest["model"], shapes, a_dim, rcfg, shared_start=shared)
     peak = matmul_peak(threads)
     tp, rp = latency_stats(t_ms), latency_stats(r_ms)
     r_gflops = flops["total"] / (rp["p50_ms"] / 1000) / 1e9
@@ -210,9 +212,11 @@ def bench_planner(model_dir: str | Path, run: str | Path | None = None,
         "median_action_diff": float(np.median(diffs)),
         "steps_within_1e-4": sum(d <= 1e-4 for d in diffs) / len(diffs),
         "max_mean_diff": max(mean_diffs),
-        "flops_per_plan": flops,
+        "value_start": bundle.value_start,
+        "flops_per_plan": flops,  # the runtime's (its value graph may share the start)
+        "torch_flops_per_plan": torch_flops,
         "runtime_gflops": r_gflops,
-        "torch_gflops": flops["total"] / (tp["p50_ms"] / 1000) / 1e9,
+        "torch_gflops": torch_flops["total"] / (tp["p50_ms"] / 1000) / 1e9,
         "peak_gflops": peak,
         "runtime_fraction_of_peak": r_gflops / peak["onnxruntime"],
     }
@@ -234,17 +238,98 @@ def cmd_bench_planner(args: argparse.Namespace) -> int:
     print(f"{r['name']} ({r['task']}, {r['obs_mode']}): {p['num_samples']} samples x "
           f"{r['iterations_run']} iterations x horizon {p['horizon']}, {r['threads']} thread(s)"
           f"{shards}, "
-          f"{', '.join(r['providers'])}, value graph {r['value_graph']}")
+          f"{', '.join(r['providers'])}, value graph {r['value_graph']} "
+          f"(start: {r['value_start']})")
     for who in ("torch", "runtime"):
         print(f"  {who:8s} p50 {r[who]['p50_ms']:8.2f} ms  p99 {r[who]['p99_ms']:8.2f} ms")
     print(f"  runtime speed-up: {r['speedup_p50']:.2f}x at p50, {r['speedup_p99']:.2f}x at p99 "
           f"(action difference: largest {r['max_action_diff']:.1e}, "
           f"median {r['median_action_diff']:.1e}, {100 * r['steps_within_1e-4']:.0f}% of steps "
           f"within 1e-4)")
-    print(f"  {r['flops_per_plan']['total'] / 1e6:.1f} MFLOP per plan: runtime "
+    print(f"  {r['torch_flops_per_plan']['total'] / 1e6:.1f} MFLOP per torch plan, "
+          f"{r['flops_per_plan']['total'] / 1e6:.1f} per runtime plan: runtime "
           f"{r['runtime_gflops']:.2f} GFLOP/s = {100 * r['runtime_fraction_of_peak']:.1f}% of the "
           f"measured MatMul peak {r['peak_gflops']['onnxruntime']:.1f} GFLOP/s")
     print(f"wrote {out}")
+    return 0
+
+
+def bench_value_graphs(bundles: list[str | Path], samples: int = 512, threads: int = 1,
+                       repeats: int = 60, seed: int = 0,
+                       out: str | Path | None = None) -> dict[str, Any]:
+    """Time the fused value graphs of two or more bundles of one model on the same inputs.
+
+    The graphs run in turn (one call each per round, ``repeats`` rounds), so that the
+    machine's load hits them alike; medians and their ratio to the first bundle's. The inputs
+    are an MPPI iteration's (one start shared by every sample), and the returns of each are
+    compared with the first's.
+    """
+    from wmil_core.runtime import Planner, load_bundle
+
+    if len(bundles) < 2 or samples < 1 or repeats < 1 or threads < 0:
+        raise ValueError("bench value-graph: two or more bundles, samples and repeats >= 1, "
+                         "threads >= 0")
+    planners = []
+    for path in bundles:
+        b = load_bundle(path)
+        if "value" not in b.graphs:
+            raise ValueError(f"{path}: the bundle has no fused value graph")
+        cfg = dataclasses.replace(b.planner, num_samples=samples,
+                                  num_pi_trajs=min(b.planner.num_pi_trajs, samples - 1),
+                                  num_elites=min(b.planner.num_elites, samples))
+        planners.append(Planner(b, threads=threads or None, config=cfg, value_graph="fused"))
+    first = planners[0].bundle
+    for p in planners[1:]:
+        b = p.bundle
+        if (b.latent_dim, b.action_dim, b.value_horizon) != (first.latent_dim,
+                                                               first.action_dim,
+                                                               first.value_horizon):
+            raise ValueError(f"{b.path}: latent size, action size or horizon differ from "
+                             f"{first.path}'s")
+    rng = np.random.default_rng(seed)
+    h, a = int(first.value_horizon or 0), first.action_dim
+    z0 = np.repeat(rng.random((1, first.latent_dim), dtype=np.float32), samples, axis=0)
+    z0 = z0 / z0.sum(-1, keepdims=True)
+    acts = rng.uniform(-1, 1, (h, samples, a)).astype(np.float32)
+    eps = rng.standard_normal((h + 1, samples, a), dtype=np.float32)
+    heads = np.tile(np.arange(2, dtype=np.int64), (h + 1, 1))
+    values = [p._value(z0, acts, eps, heads) for p in planners]  # also the warm-up
+    times: list[list[float]] = [[] for _ in planners]
+    for _ in range(repeats):
+        for i, p in enumerate(planners):
+            t = time.perf_counter()
+            p._value(z0, acts, eps, heads)
+            times[i].append(1000 * (time.perf_counter() - t))
+    med = [float(np.median(t)) for t in times]
+    result = {
+        "benchmark": "value-graph",
+        "samples": samples, "horizon": h, "threads": threads, "repeats": repeats,
+        "machine": platform.processor() or platform.machine(),
+        "bundles": [{"bundle": str(p.bundle.path), "value_start": p.bundle.value_start,
+                     "p50_ms": m, "p99_ms": latency_stats(t)["p99_ms"],
+                     "speedup_vs_first": med[0] / m,
+                     "max_value_diff_vs_first": float(np.abs(v - values[0]).max())}
+                    for p, m, t, v in zip(planners, med, times, values)],
+        "value_scale": float(np.abs(values[0]).max()),
+    }
+    if out:
+        atomic_write(out, json.dumps(result, indent=2))
+    return result
+
+
+def cmd_bench_value_graph(args: argparse.Namespace) -> int:
+    """Fused value graphs of several bundles, alternating; print and save JSON."""
+    r = bench_value_graphs(args.bundles, args.samples, args.threads, args.repeats,
+                           out=args.out)
+    print(f"fused value graph, {r['samples']} samples x horizon {r['horizon']}, "
+          f"{r['threads']} thread(s), {r['repeats']} alternating calls each (medians):")
+    for b in r["bundles"]:
+        print(f"  {b['bundle']} (start: {b['value_start']}): p50 {b['p50_ms']:.2f} ms, "
+              f"p99 {b['p99_ms']:.2f} ms, {b['speedup_vs_first']:.2f}x the first; values "
+              f"within {b['max_value_diff_vs_first']:.1e} of the first's "
+              f"(largest |value| {r['value_scale']:.3g})")
+    if args.out:
+        print(f"wrote {args.out}")
     return 0
 
 
@@ -257,6 +342,10 @@ def add_commands(sub: Any, bench_sub: Any) -> None:
     ex.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
     ex.add_argument("--batch-check", dest="batch_check", type=int, default=64,
                     help="batch size N of the self-check (also checked at 1)")
+    ex.add_argument("--value-start", dest="value_start", default="shared",
+                    choices=["shared", "per_sample"],
+                    help="value.onnx's start: one row shared by every MPPI sample (default, "
+                         "fewer FLOPs) or one row per sample (the layout of older bundles)")
     ex.set_defaults(func=cmd_export)
 
     bp = bench_sub.add_parser("planner", help="torch planner against the runtime planner")
@@ -273,3 +362,12 @@ def add_commands(sub: Any, bench_sub: Any) -> None:
     bp.add_argument("--repeats", type=int, default=50, help="timed planning steps of each")
     bp.add_argument("--out", default=None, help="JSON (default: bench/planner-<name>.json)")
     bp.set_defaults(func=cmd_bench_planner)
+
+    bv = bench_sub.add_parser("value-graph", help="fused value graphs of bundles of one model, "
+                              "alternating on the same inputs (A/B of an export change)")
+    bv.add_argument("bundles", nargs="+", metavar="MODEL_DIR", help="two or more bundles")
+    bv.add_argument("--samples", type=int, default=512, help="N, the MPPI samples")
+    bv.add_argument("--threads", type=int, default=1, help="intra-op threads (0: default)")
+    bv.add_argument("--repeats", type=int, default=60, help="timed calls of each")
+    bv.add_argument("--out", default=None, help="JSON file")
+    bv.set_defaults(func=cmd_bench_value_graph)

@@ -7,8 +7,9 @@ Graphs (opset 17, dynamic batch axis ``B``; ``N`` candidates in the fused graph)
 - ``dynamics.onnx``: ``z`` (B, L), ``a`` (B, A) -> ``z_next`` (B, L)
 - ``q.onnx``: ``z``, ``a``, ``heads`` int64 (K,) -> ``q`` (K, B, 1), the selected heads
 - ``pi.onnx``: ``z``, ``eps`` (B, A) -> ``action``, ``log_pi`` (B, 1), ``mean_action``
-- ``value.onnx``: ``z0`` (N, L), ``actions`` (H, N, A), ``value_eps`` (H+1, N, A),
-  ``heads`` (H+1, 2) int64 -> ``value`` (N, 1)
+- ``value.onnx``: ``z0`` (1, L), the start all samples share (manifest ``graphs.value.start``
+  ``shared``; older bundles: ``per_sample``, z0 (N, L)), ``actions`` (H, N, A),
+  ``value_eps`` (H+1, N, A), ``heads`` (H+1, 2) int64 -> ``value`` (N, 1)
 
 ``value.onnx`` computes ``wmil_core.planning.trajectory_value`` for the bundle's horizon, with
 gamma and beta baked in (:class:`ValueGraph`; ``q.onnx`` goes through :class:`QHeads`: both
@@ -46,7 +47,14 @@ from torch import Tensor, nn
 from wmil_core.config import atomic_write, to_dict
 from wmil_core.nn.layers import QEnsemble, mish, simnorm
 from wmil_core.planning import trajectory_value
-from wmil_core.runtime.bundle import FORMAT_VERSION, GRAPH_IO, MANIFEST, load_bundle, sha256_file
+from wmil_core.runtime.bundle import (
+    FORMAT_VERSION,
+    GRAPH_IO,
+    MANIFEST,
+    VALUE_STARTS,
+    load_bundle,
+    sha256_file,
+)
 from wmil_core.world_model import WorldModel, tanh_log_det
 
 OPSET = 17
@@ -93,26 +101,47 @@ class QHeads(nn.Module):
     The ensemble normalises with ``F.layer_norm(v, v.shape[-1:])``, a traced, non-constant
     shape that the TorchScript exporter refuses; here the widths are Python ints. The export
     check compares the graph with the ensemble itself, so any drift fails the export.
+
+    The first layer also comes in parts, ``W [z; a] + b = W_z z + (W_a a + b)``
+    (:meth:`first_z`, :meth:`first_a`, then :meth:`rest`), so that a latent shared by many
+    rows is multiplied once (:class:`ValueGraph` with a shared start).
     """
 
-    def __init__(self, q: QEnsemble) -> None:
+    def __init__(self, q: QEnsemble, latent_dim: int | None = None) -> None:
         super().__init__()
         self.q = q
         self.widths = (int(q.l1.weight.shape[-1]), int(q.l2.weight.shape[-1]))
+        self.latent_dim = latent_dim
 
-    def forward(self, x: Tensor, heads: Tensor) -> Tensor:  # noqa: D102
+    def _lin(self, layer: nn.Module, v: Tensor, heads: Tensor) -> Tensor:
+        # (B, in) or (K, B, in) -> (K, B, out)
+        return torch.matmul(v, layer.weight[heads]) + layer.bias[heads]
+
+    # the weights are sliced before the heads are gathered, so that the export folds the
+    # slices into constants and each call gathers only the part it multiplies
+    def first_z(self, z: Tensor, heads: Tensor) -> Tensor:
+        """W_z z of the first layer: (B, L) -> (K, B, hidden), without the bias."""
+        return torch.matmul(z, self.q.l1.weight[:, : self.latent_dim][heads])
+
+    def first_a(self, a: Tensor, heads: Tensor) -> Tensor:
+        """W_a a + b of the first layer: (B, A) -> (K, B, hidden)."""
+        w = self.q.l1.weight[:, self.latent_dim:][heads]
+        return torch.matmul(a, w) + self.q.l1.bias[heads]
+
+    def rest(self, pre: Tensor, heads: Tensor) -> Tensor:
+        """Q from the first layer's pre-activation (K, B, hidden) -> (K, B, 1)."""
         q = self.q
-
-        def lin(layer: nn.Module, v: Tensor) -> Tensor:  # (B, in) or (K, B, in) -> (K, B, out)
-            return torch.matmul(v, layer.weight[heads]) + layer.bias[heads]
 
         def norm(layer: nn.Module, v: Tensor, width: int) -> Tensor:
             v = F.layer_norm(v, (width,), eps=layer.eps)
             return v * layer.weight[heads] + layer.bias[heads]
 
-        h = mish(norm(q.ln1, lin(q.l1, x), self.widths[0]))
-        h = mish(norm(q.ln2, lin(q.l2, h), self.widths[1]))
-        return lin(q.out, h)
+        h = mish(norm(q.ln1, pre, self.widths[0]))
+        h = mish(norm(q.ln2, self._lin(q.l2, h, heads), self.widths[1]))
+        return self._lin(q.out, h, heads)
+
+    def forward(self, x: Tensor, heads: Tensor) -> Tensor:  # noqa: D102
+        return self.rest(self._lin(self.q.l1, x, heads), heads)
 
 
 def accurate_tanh(x: Tensor) -> Tensor:
@@ -133,10 +162,25 @@ class TraceableModel(nn.Module):
     def __init__(self, model: WorldModel) -> None:
         super().__init__()
         self.model = model
-        self.q_heads = QHeads(model._Qs)
+        self.latent_dim = int(model.cfg.latent_dim)
+        self.q_heads = QHeads(model._Qs, self.latent_dim)
 
     def next(self, z: Tensor, a: Tensor) -> Tensor:  # noqa: D102
         return self.model.next(z, a)
+
+    def next_from(self, zw: Tensor, a: Tensor) -> Tensor:
+        """d(z, a) given ``zw`` = W_z z of the dynamics' first layer (rows broadcast)."""
+        layers = list(self.model._dynamics)
+        first = list(layers[0])  # NormedLinear: Linear, LayerNorm, activation
+        lin = first[0]
+        h = zw + F.linear(a, lin.weight[:, self.latent_dim:], lin.bias)
+        for layer in first[1:] + layers[1:]:
+            h = layer(h)
+        return h
+
+    def next_z_part(self, z: Tensor) -> Tensor:
+        """W_z z of the dynamics' first layer (no bias)."""
+        return F.linear(z, self.model._dynamics[0][0].weight[:, : self.latent_dim])
 
     def pi(self, z: Tensor, eps: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``WorldModel.pi(z, eps=eps)``: (tanh(mean), action, log pi)."""
@@ -190,15 +234,26 @@ class ValueGraph(nn.Module):
     is sliced with the traced ``N`` where ``trajectory_value`` calls ``split(n)`` (which the
     exporter would bake in as a constant). The export check compares it with
     ``trajectory_value`` on the untouched model.
+
+    ``shared_start``: ``z0`` is one row (1, L), the latent every MPPI sample starts from, and
+    the work that depends on it alone is done once: the policy prior's network at z_0 (its
+    samples differ only by their noise) and the latent's part of the first layer of the
+    dynamics and of both Q heads at step 0. From step 1 on, Q(z_t, a_t) and Q(z_t, pi) share
+    the latent's part of the Q heads' first layer. Same returns, fewer FLOPs
+    (:func:`wmil_core.runtime.flops.planner_flops`).
     """
 
-    def __init__(self, model: WorldModel, gamma: float, beta: float, horizon: int) -> None:
+    def __init__(self, model: WorldModel, gamma: float, beta: float, horizon: int,
+                 shared_start: bool = False) -> None:
         super().__init__()
         self.model = TraceableModel(model)
         self.gamma, self.beta, self.horizon = gamma, beta, horizon
+        self.shared_start = shared_start
 
     def forward(self, z0: Tensor, actions: Tensor, value_eps: Tensor,  # noqa: D102
                 heads: Tensor) -> Tensor:
+        if self.shared_start:
+            return self._shared(z0, actions, value_eps, heads)
         m, gamma, beta, horizon = self.model, self.gamma, self.beta, self.horizon
         n = z0.shape[0]
         z = z0
@@ -216,6 +271,42 @@ class ValueGraph(nn.Module):
                 q_next_a, q_next_pi = q_min[:n], q_min[n:]
             else:
                 qs = m.Q_heads(z, a_pi, heads[t + 1])  # (2, N, 1)
+                q_next_pi = qs.amin(0)
+            v_next = q_next_pi - beta * log_pi_next
+            r = q_za - gamma * v_next
+            g = g + discount * (r - beta * log_pi)
+            discount *= gamma
+            log_pi = log_pi_next
+            if t + 1 < horizon:
+                q_za = q_next_a
+        v_terminal = qs.mean(0) - beta * log_pi  # average of the two heads at z_H
+        return g + discount * v_terminal
+
+    def _shared(self, z0: Tensor, actions: Tensor, value_eps: Tensor, heads: Tensor) -> Tensor:
+        """The same returns from one start row z0 (1, L) (see the class docstring)."""
+        m, gamma, beta, horizon = self.model, self.gamma, self.beta, self.horizon
+        qh = m.q_heads
+        n = actions.shape[1]
+        _, log_pi = m.pi_sample(z0, value_eps[0])  # pi's network on one row, N samples
+        q_pre = qh.first_z(z0, heads[0]) + qh.first_a(actions[0], heads[0])  # (2, N, hid)
+        q_za = qh.rest(q_pre, heads[0]).amin(0)  # Q(z_0, a_0): (N, 1)
+        g = torch.zeros_like(q_za)
+        discount = 1.0
+        z = m.next_from(m.next_z_part(z0), actions[0])  # z_1: (N, L)
+        for t in range(horizon):
+            if t > 0:
+                z = m.next(z, actions[t])  # z_{t+1}
+            a_pi, log_pi_next = m.pi_sample(z, value_eps[t + 1])
+            zq = qh.first_z(z, heads[t + 1])  # (2, N, hid), shared by both actions
+            if t + 1 < horizon:  # Q(z_{t+1}, a_{t+1}) and Q(z_{t+1}, pi) in one call
+                pa = qh.first_a(torch.cat([actions[t + 1], a_pi]), heads[t + 1])  # (2, 2N, hid)
+                k, _, hid = zq.shape
+                pre = (pa.reshape(k, 2, -1, hid) + zq.unsqueeze(1)).reshape(k, -1, hid)
+                qs = qh.rest(pre, heads[t + 1])  # (2, 2N, 1)
+                q_min = qs.amin(0)
+                q_next_a, q_next_pi = q_min[:n], q_min[n:]
+            else:
+                qs = qh.rest(zq + qh.first_a(a_pi, heads[t + 1]), heads[t + 1])  # (2, N, 1)
                 q_next_pi = qs.amin(0)
             v_next = q_next_pi - beta * log_pi_next
             r = q_za - gamma * v_next
@@ -253,9 +344,17 @@ def compare_pi(got: list[np.ndarray], ref: tuple[Tensor, ...]) -> float:
 
 def graph_specs(model: WorldModel, reference: WorldModel,
                 obs_shapes: Mapping[str, tuple[int, ...]], gamma: float, beta: float,
-                horizon: int) -> dict[str, GraphSpec]:
+                horizon: int, value_start: str = "shared") -> dict[str, GraphSpec]:
     """The five graphs of a bundle: traced from ``model`` (an :func:`export_copy`), checked
-    against ``reference`` (the untouched model, eval mode, on the CPU)."""
+    against ``reference`` (the untouched model, eval mode, on the CPU).
+
+    ``value_start``: ``shared`` (value.onnx takes the one start row MPPI's samples share) or
+    ``per_sample`` (one row per sample, the layout of bundles before 2026-11-30).
+    """
+    if value_start not in VALUE_STARTS:
+        raise ValueError(f"value_start: must be one of {', '.join(VALUE_STARTS)}, "
+                         f"got {value_start!r}")
+    shared = value_start == "shared"
     lat, a_dim, num_q = model.cfg.latent_dim, model.action_dim, model.cfg.num_q
     group = model.cfg.simnorm_dim
     keys = list(obs_shapes)
@@ -294,14 +393,18 @@ def graph_specs(model: WorldModel, reference: WorldModel,
                         {k: batch for k in ["z", "eps", "action", "log_pi", "mean_action"]},
                         lambda b, g: (latent((b,), g), torch.randn(b, a_dim, generator=g)),
                         reference=PiGraph(reference, traceable=False), compare=compare_pi),
-        "value": GraphSpec(ValueGraph(model, gamma, beta, horizon), *map(list, names["value"]),
-                           {"z0": {0: "N"}, "actions": {1: "N"}, "value_eps": {1: "N"},
-                            "value": {0: "N"}},
-                           lambda b, g: (latent((b,), g), uniform((horizon, b), g),
+        # shared: one start row for the N samples (graphs.value.start); per_sample: N rows
+        "value": GraphSpec(ValueGraph(model, gamma, beta, horizon, shared_start=shared),
+                           *map(list, names["value"]),
+                           {**({} if shared else {"z0": {0: "N"}}),
+                            "actions": {1: "N"}, "value_eps": {1: "N"}, "value": {0: "N"}},
+                           lambda b, g: (latent((1 if shared else b,), g),
+                                         uniform((horizon, b), g),
                                          torch.randn(horizon + 1, b, a_dim, generator=g),
                                          heads(horizon + 1, 2, g)),
                            reference=lambda z0, acts, eps, hs: trajectory_value(
-                               reference, z0, acts, gamma, beta, eps, hs)),
+                               reference, z0.expand(acts.shape[1], -1), acts, gamma, beta,
+                               eps, hs)),  # expand: a no-op for per-sample rows
     }
     for spec in specs.values():
         spec.module.eval()
@@ -452,8 +555,11 @@ def _move_into_place(tmp: Path, out_dir: Path, overwrite: bool) -> None:
 
 
 def export_agent(agent: Any, out_dir: str | Path, meta: Mapping[str, Any],
-                 batch_check: int = 64, overwrite: bool = False) -> Path:
+                 batch_check: int = 64, overwrite: bool = False,
+                 value_start: str = "shared") -> Path:
     """Write ``agent`` (an ``IQMPC``) as a bundle at ``out_dir``; returns ``out_dir``.
+
+    ``value_start``: the layout of value.onnx's start (see :func:`graph_specs`).
 
     ``meta``: ``task``, ``action_low``/``action_high`` (actuator units), ``joint_names``, and
     optionally ``name``, ``obs_mode``, ``training`` ({step, updates, evaluation}), ``source``.
@@ -469,7 +575,7 @@ def export_agent(agent: Any, out_dir: str | Path, meta: Mapping[str, Any],
     reference = copy.deepcopy(agent.model).cpu().eval()
     horizon = agent.cfg.planner.horizon
     specs = graph_specs(export_copy(agent.model), reference, agent.obs_shapes,
-                        float(agent.gamma), float(agent.cfg.beta), horizon)
+                        float(agent.gamma), float(agent.cfg.beta), horizon, value_start)
     tmp = _staging_dir(out_dir, overwrite)
     try:
         graphs: dict[str, Any] = {}
@@ -480,6 +586,7 @@ def export_agent(agent: Any, out_dir: str | Path, meta: Mapping[str, Any],
             diffs[name] = check_graph(spec, path, (1, batch_check))
             graphs[name] = {"file": path.name, "inputs": spec.inputs, "outputs": spec.outputs}
         graphs["value"]["horizon"] = horizon
+        graphs["value"]["start"] = value_start
         checked = {n: {b: v for b, v in d.items() if not b.startswith("raw:")}
                    for n, d in diffs.items()}
         worst = max(max(d.values()) for d in checked.values())
@@ -556,7 +663,8 @@ EVAL_KEYS = ("step", "episodes", "normalized_score", "return_mean", "return_std"
 
 
 def export_bundle(run_or_checkpoint: str | Path, out_dir: str | Path, name: str | None = None,
-                  batch_check: int = 64, overwrite: bool = False) -> Path:
+                  batch_check: int = 64, overwrite: bool = False,
+                  value_start: str = "shared") -> Path:
     """Export the latest checkpoint of a run (or a checkpoint file) as a bundle at ``out_dir``.
 
     The manifest records the task, joint names, action bounds, training step, the last
@@ -582,7 +690,7 @@ def export_bundle(run_or_checkpoint: str | Path, out_dir: str | Path, name: str 
                    "checkpoint": str(paths["checkpoint"])},
     }
     try:
-        return export_agent(trainer.agent, out_dir, meta, batch_check, overwrite)
+        return export_agent(trainer.agent, out_dir, meta, batch_check, overwrite, value_start)
     finally:
         env.close()
         trainer.eval_env.close()

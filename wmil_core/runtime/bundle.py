@@ -35,6 +35,7 @@ GRAPH_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # inputs, outp
     "pi": (("z", "eps"), ("action", "log_pi", "mean_action")),
     "value": (("z0", "actions", "value_eps", "heads"), ("value",)),
 }
+VALUE_STARTS = ("per_sample", "shared")  # graphs.value.start (absent: per_sample)
 REQUIRED_KEYS = ("format_version", "task", "obs_mode", "observation", "action", "planner",
                  "gamma", "beta", "num_q", "latent_dim", "graphs", "files")
 
@@ -80,6 +81,9 @@ class Bundle:
     mpc: bool  # False: the agent acts with its policy prior, not MPPI
     graphs: dict[str, bytes]  # name (encoder, dynamics, q, pi[, value]) -> ONNX bytes
     value_horizon: int | None  # the horizon baked into value.onnx (None: no fused graph)
+    # value.onnx's z0: "shared" (1, L), the start every MPPI sample shares, whose work the
+    # graph does once; "per_sample" (N, L), one row per sample (bundles before 2026-11-30)
+    value_start: str = "per_sample"
 
     @property
     def name(self) -> str:
@@ -244,14 +248,18 @@ def load_bundle(path: str | Path) -> Bundle:
         if fname not in contents:
             raise ValueError(f"{where}: graphs.{name}.file {fname!r} is not listed in files")
         graphs[name] = contents[fname]
-    value_horizon = None
+    value_horizon, value_start = None, "per_sample"
     if "value" in graphs:
         value_horizon = _get(graphs_meta["value"], "horizon", f"{where}: graphs.value")
         if not isinstance(value_horizon, int) or value_horizon < 1:
             raise ValueError(f"{where}: graphs.value.horizon must be a positive integer")
+        value_start = graphs_meta["value"].get("start", "per_sample")
+        if value_start not in VALUE_STARTS:
+            raise ValueError(f"{where}: graphs.value.start must be one of "
+                             f"{', '.join(VALUE_STARTS)}, got {value_start!r}")
     return Bundle(
         path=root, manifest=m, manifest_sha256=sha256_bytes(raw), obs_spec=obs_spec,
         action_dim=dim, action_low=low, action_high=high, planner=planner, gamma=float(gamma),
         beta=float(beta), num_q=num_q, latent_dim=latent, mpc=bool(m.get("mpc", True)),
-        graphs=graphs, value_horizon=value_horizon,
+        graphs=graphs, value_horizon=value_horizon, value_start=value_start,
     )

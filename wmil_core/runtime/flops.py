@@ -44,8 +44,15 @@ def encoder_flops(model: Mapping[str, Any], obs_spec: Mapping[str, Sequence[int]
 
 
 def planner_flops(model: Mapping[str, Any], obs_spec: Mapping[str, Sequence[int]],
-                  action_dim: int, cfg: PlannerConfig) -> dict[str, int]:
-    """FLOPs of one planning step: encoder, policy proposals and the MPPI iterations."""
+                  action_dim: int, cfg: PlannerConfig, shared_start: bool = False,
+                  ) -> dict[str, int]:
+    """FLOPs of one planning step: encoder, policy proposals and the MPPI iterations.
+
+    ``shared_start``: the fused value graph that does the start's work once
+    (:class:`wmil_core.export.ValueGraph`): pi's network at z_0 on one row, the latent's part
+    of the first layer of d and of both Q heads at step 0 on one row, and from step 1 on the
+    latent's part of the Q heads' first layer once for both actions.
+    """
     lat, hid, a = model["latent_dim"], model["mlp_dim"], action_dim
     h, n, npi = cfg.horizon, cfg.num_samples, cfg.num_pi_trajs
     pi = mlp_flops([lat, hid, hid, 2 * a])
@@ -54,6 +61,11 @@ def planner_flops(model: Mapping[str, Any], obs_spec: Mapping[str, Sequence[int]
     proposals = npi * (h * pi + (h - 1) * dyn)
     # per iteration: d at H steps, pi at H + 1 latents, two Q heads on 2N rows per step
     iteration = n * (h * dyn + (h + 1) * pi + 4 * h * q_head)
+    if shared_start:
+        z_part = mlp_flops([lat, hid])  # the latent's share of one first layer, per row
+        saved = (n - 1) * (pi + 3 * z_part)  # pi at z_0; W_z z_0 of d and of two Q heads
+        saved += n * 2 * (h - 1) * z_part  # W_z z_t once for Q(z_t, a_t) and Q(z_t, pi)
+        iteration -= saved
     out = {
         "encoder": encoder_flops(model, obs_spec),
         "proposals": proposals,

@@ -146,7 +146,8 @@ def plan(model: PlanningModel, z: np.ndarray, cfg: PlannerConfig, gamma: float, 
     """One MPPI planning step from latent ``z`` (shape (L,) or (1, L)); see ``planning.plan``.
 
     ``value_fn(z0, actions, value_eps, heads) -> (N, 1)`` replaces :func:`trajectory_value`
-    (a fused graph computing the same returns); ``prev_mean`` (H, A) is shifted by one step as
+    (a fused graph computing the same returns; ``z0`` holds N copies of the start, so a
+    function may use its first row for all); ``prev_mean`` (H, A) is shifted by one step as
     the warm start; ``explore`` adds std-scaled noise to the executed action.
     """
     z = np.asarray(z, dtype=F32).reshape(1, -1)

@@ -273,10 +273,20 @@ class Planner:
 
         return sharded
 
+    def _fused_value_fn(self, model: OrtModel) -> Callable[..., np.ndarray]:
+        """``value.onnx`` on ``model``'s session; a shared-start graph gets one row of z0.
+
+        MPPI values every sample from the same start (:func:`~.mppi.plan` passes N copies
+        of it), so the first row stands for all.
+        """
+        if self.bundle.value_start == "shared":
+            return lambda z0, acts, eps, heads: model.value(z0[:1], acts, eps, heads)
+        return model.value
+
     def _model_value_fn(self, model: OrtModel) -> Callable[..., np.ndarray]:
         """G of each action sequence on ``model``'s sessions (fused or split graphs)."""
         if self.value_graph == "fused":
-            return model.value
+            return self._fused_value_fn(model)
         from wmil_core.runtime.mppi import trajectory_value
 
         b = self.bundle
@@ -293,12 +303,13 @@ class Planner:
         cfg, b = self.cfg, self.bundle
         rng = np.random.default_rng(0)
         h, n, a = cfg.horizon, cfg.num_samples, b.action_dim
-        z0 = rng.random((n, b.latent_dim), dtype=F32)
+        z0 = np.repeat(rng.random((1, b.latent_dim), dtype=F32), n, axis=0)  # as MPPI's
         acts = rng.uniform(-1, 1, (h, n, a)).astype(F32)
         eps = rng.standard_normal((h + 1, n, a), dtype=F32)
         heads = np.tile(np.arange(2, dtype=np.int64), (h + 1, 1))
+        fused = self._fused_value_fn(self.model)
         runs = {
-            "fused": lambda: self.model.value(z0, acts, eps, heads),
+            "fused": lambda: fused(z0, acts, eps, heads),
             "split": lambda: trajectory_value(self.model, z0, acts, b.gamma, b.beta, eps, heads),
         }
         times: dict[str, list[float]] = {name: [] for name in runs}
