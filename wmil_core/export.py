@@ -252,25 +252,29 @@ class ValueGraph(nn.Module):
 
     def forward(self, z0: Tensor, actions: Tensor, value_eps: Tensor,  # noqa: D102
                 heads: Tensor) -> Tensor:
-        if self.shared_start:
-            return self._shared(z0, actions, value_eps, heads)
-        m, gamma, beta, horizon = self.model, self.gamma, self.beta, self.horizon
-        n = z0.shape[0]
-        z = z0
-        _, log_pi = m.pi_sample(z, value_eps[0])  # entropy term at z_0
-        q_za = m.Q_heads(z, actions[0], heads[0]).amin(0)  # Q(z_0, a_0): (N, 1)
+        m, qh = self.model, self.model.q_heads
+        gamma, beta, horizon = self.gamma, self.beta, self.horizon
+        n = actions.shape[1]
+        _, log_pi = m.pi_sample(z0, value_eps[0])  # entropy term at z_0 (shared: one row)
+        if self.shared_start:  # Q(z_0, a_0) and z_1 from the start's share computed once
+            q_pre = qh.first_z(z0, heads[0]) + qh.first_a(actions[0], heads[0])
+            q_za = qh.rest(q_pre, heads[0]).amin(0)  # (N, 1)
+            z = m.next_from(m.next_z_part(z0), actions[0])
+        else:
+            q_za = m.Q_heads(z0, actions[0], heads[0]).amin(0)  # Q(z_0, a_0): (N, 1)
+            z = m.next(z0, actions[0])
         g = torch.zeros_like(q_za)
         discount = 1.0
-        for t in range(horizon):
-            z = m.next(z, actions[t])  # z_{t+1}
+        for t in range(horizon):  # z is z_{t+1}
+            if t > 0:
+                z = m.next(z, actions[t])
             a_pi, log_pi_next = m.pi_sample(z, value_eps[t + 1])
             if t + 1 < horizon:  # Q(z_{t+1}, a_{t+1}) and Q(z_{t+1}, pi) in one call
-                qs = m.Q_heads(torch.cat([z, z]), torch.cat([actions[t + 1], a_pi]),
-                               heads[t + 1])  # (2, 2N, 1)
+                qs = self._q_at(z, [actions[t + 1], a_pi], heads[t + 1])  # (2, 2N, 1)
                 q_min = qs.amin(0)
                 q_next_a, q_next_pi = q_min[:n], q_min[n:]
             else:
-                qs = m.Q_heads(z, a_pi, heads[t + 1])  # (2, N, 1)
+                qs = self._q_at(z, [a_pi], heads[t + 1])  # (2, N, 1)
                 q_next_pi = qs.amin(0)
             v_next = q_next_pi - beta * log_pi_next
             r = q_za - gamma * v_next
@@ -282,41 +286,17 @@ class ValueGraph(nn.Module):
         v_terminal = qs.mean(0) - beta * log_pi  # average of the two heads at z_H
         return g + discount * v_terminal
 
-    def _shared(self, z0: Tensor, actions: Tensor, value_eps: Tensor, heads: Tensor) -> Tensor:
-        """The same returns from one start row z0 (1, L) (see the class docstring)."""
-        m, gamma, beta, horizon = self.model, self.gamma, self.beta, self.horizon
-        qh = m.q_heads
-        n = actions.shape[1]
-        _, log_pi = m.pi_sample(z0, value_eps[0])  # pi's network on one row, N samples
-        q_pre = qh.first_z(z0, heads[0]) + qh.first_a(actions[0], heads[0])  # (2, N, hid)
-        q_za = qh.rest(q_pre, heads[0]).amin(0)  # Q(z_0, a_0): (N, 1)
-        g = torch.zeros_like(q_za)
-        discount = 1.0
-        z = m.next_from(m.next_z_part(z0), actions[0])  # z_1: (N, L)
-        for t in range(horizon):
-            if t > 0:
-                z = m.next(z, actions[t])  # z_{t+1}
-            a_pi, log_pi_next = m.pi_sample(z, value_eps[t + 1])
-            zq = qh.first_z(z, heads[t + 1])  # (2, N, hid), shared by both actions
-            if t + 1 < horizon:  # Q(z_{t+1}, a_{t+1}) and Q(z_{t+1}, pi) in one call
-                pa = qh.first_a(torch.cat([actions[t + 1], a_pi]), heads[t + 1])  # (2, 2N, hid)
-                k, _, hid = zq.shape
-                pre = (pa.reshape(k, 2, -1, hid) + zq.unsqueeze(1)).reshape(k, -1, hid)
-                qs = qh.rest(pre, heads[t + 1])  # (2, 2N, 1)
-                q_min = qs.amin(0)
-                q_next_a, q_next_pi = q_min[:n], q_min[n:]
-            else:
-                qs = qh.rest(zq + qh.first_a(a_pi, heads[t + 1]), heads[t + 1])  # (2, N, 1)
-                q_next_pi = qs.amin(0)
-            v_next = q_next_pi - beta * log_pi_next
-            r = q_za - gamma * v_next
-            g = g + discount * (r - beta * log_pi)
-            discount *= gamma
-            log_pi = log_pi_next
-            if t + 1 < horizon:
-                q_za = q_next_a
-        v_terminal = qs.mean(0) - beta * log_pi  # average of the two heads at z_H
-        return g + discount * v_terminal
+    def _q_at(self, z: Tensor, actions: list[Tensor], heads: Tensor) -> Tensor:
+        """Q of ``heads`` at the N latents ``z`` for each (N, A) batch of ``actions``, the
+        batches one after the other along the rows: (K, len(actions) N, 1)."""
+        m = self.model
+        if not self.shared_start:
+            return m.Q_heads(torch.cat([z] * len(actions)), torch.cat(actions), heads)
+        zq = m.q_heads.first_z(z, heads)  # (K, N, hid): once for every action batch
+        pa = m.q_heads.first_a(torch.cat(actions), heads)  # (K, len(actions) N, hid)
+        k, _, hid = zq.shape
+        pre = (pa.reshape(k, len(actions), -1, hid) + zq.unsqueeze(1)).reshape(k, -1, hid)
+        return m.q_heads.rest(pre, heads)
 
 
 @dataclasses.dataclass
