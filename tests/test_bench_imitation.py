@@ -88,3 +88,47 @@ def test_progress_reads_unfinished_cells_from_their_metrics(tmp_path: Path, caps
     assert (out / "progress.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["bench", "progress", str(tmp_path / "none")]) == 2
     assert "no benchmark runs here" in capsys.readouterr().err
+
+
+def test_workers_end_when_the_benchmark_process_is_killed(tmp_path):
+    """A killed benchmark leaves no worker training on (exit_with_parent)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pid_file = tmp_path / "worker.pid"
+    script = (
+        "import concurrent.futures, multiprocessing, os, time\n"
+        "from wmil_core.bench_imitation import exit_with_parent\n"
+        "def work(path):\n"
+        "    open(path, 'w').write(str(os.getpid()))\n"
+        "    time.sleep(120)\n"
+        "if __name__ == '__main__':\n"
+        "    ctx = multiprocessing.get_context('spawn')\n"
+        "    with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx,\n"
+        "            initializer=exit_with_parent, initargs=(os.getpid(), 0.2)) as pool:\n"
+        f"        pool.submit(work, {str(pid_file)!r}).result()\n")
+    main = tmp_path / "bench_main.py"  # spawn needs the worker function in a module file
+    main.write_text(script)
+    parent = subprocess.Popen([sys.executable, str(main)])
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_file.is_file() or not pid_file.read_text():
+            assert time.monotonic() < deadline and parent.poll() is None
+            time.sleep(0.1)
+        worker = int(pid_file.read_text())
+        os.kill(worker, 0)  # running
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                os.kill(worker, 0)
+            except ProcessLookupError:
+                break
+            assert time.monotonic() < deadline, "the worker outlived the benchmark process"
+            time.sleep(0.1)
+    finally:
+        parent.kill()

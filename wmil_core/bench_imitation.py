@@ -29,6 +29,8 @@ import os
 import shlex
 import shutil
 import sys
+import threading
+import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -125,6 +127,23 @@ def _cell_worker(cell: Cell, spec: BenchSpec, demo_file: str, out: str) -> dict[
     return result
 
 
+def exit_with_parent(parent: int, every: float = 2.0) -> None:
+    """Worker initializer: end this process when ``parent`` is gone.
+
+    Killing the benchmark's main process (``kill PID``, a closed terminal) would otherwise
+    leave its workers training on, unseen. A daemon thread polls the parent pid; checkpoints
+    are written atomically, so leaving abruptly loses only the steps since the last one, as
+    any kill does.
+    """
+    def watch() -> None:
+        while True:
+            time.sleep(every)
+            if os.getppid() != parent:  # reparented: the benchmark process has died
+                os._exit(1)
+
+    threading.Thread(target=watch, name="wmil_exit_with_parent", daemon=True).start()
+
+
 def load_cell(out: Path, cell: Cell) -> dict[str, Any] | None:
     """A recorded cell result, or None (none yet, or unreadable)."""
     path = out / "cells" / f"{cell.key}.json"
@@ -156,7 +175,9 @@ def run_benchmark(spec: BenchSpec, out: str | Path, command: str | None = None,
               f"running {len(todo)} on {min(jobs, max(len(todo), 1))} processes", flush=True)
     if todo:
         ctx = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
+        with concurrent.futures.ProcessPoolExecutor(
+                jobs, mp_context=ctx, initializer=exit_with_parent,
+                initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(_cell_worker, c, spec, demo_files[c.task], str(out)): c
                        for c in todo}
             for fut in concurrent.futures.as_completed(futures):
