@@ -107,7 +107,7 @@ class QHeads(nn.Module):
     rows is multiplied once (:class:`ValueGraph` with a shared start).
     """
 
-    def __init__(self, q: QEnsemble, latent_dim: int | None = None) -> None:
+    def __init__(self, q: QEnsemble, latent_dim: int) -> None:
         super().__init__()
         self.q = q
         self.widths = (int(q.l1.weight.shape[-1]), int(q.l2.weight.shape[-1]))
