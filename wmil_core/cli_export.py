@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from wmil_core.config import atomic_write
+from wmil_core.runtime.bundle import VALUE_STARTS
 from wmil_core.timing import latency_stats
 
 
@@ -343,7 +344,7 @@ def add_commands(sub: Any, bench_sub: Any) -> None:
     ex.add_argument("--batch-check", dest="batch_check", type=int, default=64,
                     help="batch size N of the self-check (also checked at 1)")
     ex.add_argument("--value-start", dest="value_start", default="shared",
-                    choices=["shared", "per_sample"],
+                    choices=list(VALUE_STARTS),
                     help="value.onnx's start: one row shared by every MPPI sample (default, "
                          "fewer FLOPs) or one row per sample (the layout of older bundles)")
     ex.set_defaults(func=cmd_export)
