@@ -83,3 +83,24 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path: Path):
         atomic_write(target, 123)  # type: ignore[arg-type]
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+
+
+def test_json_object_option_refuses_non_objects_in_one_line(capsys):
+    import argparse
+
+    from wmil_core.cli import main
+    from wmil_core.config import json_object
+
+    assert json_object('{"grad_pen": 0.6}') == {"grad_pen": 0.6}
+    for bad, why in (("[1]", "a JSON object"), ("{bad", "not valid JSON"), ("3", "a JSON object")):
+        with pytest.raises(argparse.ArgumentTypeError, match=why):
+            json_object(bad)
+    # both options that take overrides refuse before doing any work, naming the option
+    for cmd in (["bench", "speed", "--agent", "[1]"],
+                ["bench", "imitation", "--tasks", "dmc/reacher-easy", "--agent", "[1]",
+                 "--out", "never-created"]):
+        with pytest.raises(SystemExit) as exc:
+            main(cmd)
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert "argument --agent: a JSON object {...} expected" in err

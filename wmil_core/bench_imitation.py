@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from wmil_core.config import atomic_write
+from wmil_core.config import atomic_write, json_object
 
 THRESHOLD = 0.9  # normalized score of "reached"
 
@@ -407,7 +407,7 @@ def add_command(bench_subparsers: Any) -> None:
     p.add_argument("--eval-every", dest="eval_every", type=int, default=10_000)
     p.add_argument("--eval-episodes", dest="eval_episodes", type=int, default=10)
     p.add_argument("--preset", default="cpu")
-    p.add_argument("--agent", type=json.loads, default={},
+    p.add_argument("--agent", type=json_object, default={},
                    help='IQ-MPC overrides as JSON, e.g. \'{"planner": {"iterations": 2}}\'')
     p.add_argument("--jobs", type=int, default=0, help="parallel processes (0: core count)")
     p.add_argument("--out", required=True, help="result directory, e.g. bench/<name>/")

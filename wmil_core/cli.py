@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from wmil_core.config import atomic_write, from_dict, load_yaml
+from wmil_core.config import atomic_write, from_dict, json_object, load_yaml
 
 
 @dataclasses.dataclass
@@ -430,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--plans", type=int, default=50)
     bs.add_argument("--threads", type=int, default=0)
     bs.add_argument("--compile", action="store_true", help="torch.compile update and planner")
-    bs.add_argument("--agent", type=json.loads, default={},
+    bs.add_argument("--agent", type=json_object, default={},
                     help='IQ-MPC overrides of the preset as JSON, e.g. \'{"grad_pen": 0.6}\'')
     bs.add_argument("--autograd-mish", action="store_true",
                     help="also time a twin agent using autograd's Mish backward, alternating")

@@ -8,7 +8,9 @@ the command line) into those dataclasses, refusing unknown keys and wrong types 
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import json
 import os
 import tempfile
 import types
@@ -151,6 +153,17 @@ def load_config(cls: type[T], path: str | Path, overrides: dict[str, Any] | None
         return from_dict(cls, data)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """argparse type of a JSON object option (config overrides such as ``--agent``)."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"a JSON object {{...}} expected, got {text!r}")
+    return value
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> Path:
