@@ -277,26 +277,29 @@ def test_cli_export_and_bench_planner(tiny_run, tmp_path, capsys, monkeypatch):
     assert r["speedup_p50"] > 0 and r["flops_per_plan"]["total"] > 0
     assert r["peak_gflops"]["onnxruntime"] > 0 and r["runtime_gflops"] > 0
     # the runtime's FLOPs are its value path's: fewer than torch's with the shared start
-    assert r["value_start"] == "shared"
+    assert r["value_start"] == "shared" and r["value_heads"] == "unrolled"  # two heads: auto
     fewer = r["flops_per_plan"]["total"] < r["torch_flops_per_plan"]["total"]
     assert fewer == (r["value_graph"] == "fused")
     assert "p50" in capsys.readouterr().out
 
     # the older layout on request, and an A/B of the two value graphs on the same inputs
     args = p.parse_args(["export", str(tiny_run), "--batch-check", "4", "--value-start",
-                         "per_sample", "--out", "models/tiny-ps"])
+                         "per_sample", "--value-heads", "gathered", "--out", "models/tiny-ps"])
     assert args.func(args) == 0
     m = json.loads((tmp_path / "models" / "tiny-ps" / "manifest.json").read_text())
     assert m["graphs"]["value"]["start"] == "per_sample"
+    assert m["graphs"]["value"]["q_heads"] == "gathered"
     capsys.readouterr()
     args = p.parse_args(["bench", "value-graph", "models/tiny", "models/tiny-ps", "--samples",
                          "16", "--repeats", "3", "--out", "vg.json"])
     assert args.func(args) == 0
     r = json.loads((tmp_path / "vg.json").read_text())
     assert [b["value_start"] for b in r["bundles"]] == ["shared", "per_sample"]
+    assert [b["value_heads"] for b in r["bundles"]] == ["unrolled", "gathered"]
     assert r["bundles"][0]["speedup_vs_first"] == 1.0 and r["bundles"][1]["p50_ms"] > 0
     assert r["bundles"][1]["max_value_diff_vs_first"] <= TOLERANCE * max(1.0, r["value_scale"])
-    assert r["value_scale"] > 0 and "(start: per_sample)" in capsys.readouterr().out
+    assert r["value_scale"] > 0
+    assert "(start: per_sample, Q heads: gathered)" in capsys.readouterr().out
     with pytest.raises(ValueError, match="two or more bundles"):
         args.func(p.parse_args(["bench", "value-graph", "models/tiny"]))
     assert not [f for f in os.listdir(tmp_path / "models") if f.startswith(".")]

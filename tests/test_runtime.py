@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from agent_harness import MODES, tiny_agent
+from agent_harness import MODES, TINY, tiny_agent
 
 from wmil_core import planning
+from wmil_core.agents.iqmpc import IQMPC, IQMPCConfig
+from wmil_core.config import from_dict
 from wmil_core.export import export_agent
 from wmil_core.runtime import (
     Planner,
@@ -398,10 +400,12 @@ def test_flops_count_the_layer_shapes():
     assert f["total"] == f["encoder"] + f["proposals"] + f["iterations"]
 
 
+@pytest.mark.parametrize("every_head", [False, True])
 @pytest.mark.parametrize("shared", [False, True])
-def test_flop_count_matches_torchs_count_of_the_value_graph(shared):
+def test_flop_count_matches_torchs_count_of_the_value_graph(shared, every_head):
     """flops.py against torch's FlopCounterMode on the exported value graph's module: one
-    MPPI iteration's matrix products, per-sample or with the shared start."""
+    MPPI iteration's matrix products, per-sample or with the shared start, the two Q heads
+    gathered or unrolled."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from wmil_core.export import ValueGraph, export_copy
@@ -413,7 +417,8 @@ def test_flop_count_matches_torchs_count_of_the_value_graph(shared):
     model = {"latent_dim": mc.latent_dim, "mlp_dim": mc.mlp_dim, "enc_dim": mc.enc_dim,
              "num_enc_layers": mc.num_enc_layers, "num_channels": mc.num_channels}
     want = planner_flops(model, MODES["state"], 2, cfg, shared_start=shared)["iterations"]
-    graph = ValueGraph(export_copy(agent.model), 0.99, 1e-4, h, shared_start=shared).eval()
+    graph = ValueGraph(export_copy(agent.model), 0.99, 1e-4, h, shared_start=shared,
+                       every_head=every_head).eval()
     z0 = agent.model.encode({k: torch.randn(1, *v) for k, v in MODES["state"].items()}).detach()
     args = (z0 if shared else z0.expand(n, -1), torch.rand(h, n, 2) * 2 - 1,
             torch.randn(h + 1, n, 2), torch.tensor([[0, 1]] * (h + 1)))
@@ -492,4 +497,62 @@ def test_a_bad_value_start_is_refused(state_bundle, tmp_path):
     m["graphs"]["value"]["start"] = "everywhere"
     (bad / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(ValueError, match="graphs.value.start must be one of"):
+        load_bundle(bad)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_unrolled_q_heads_value_what_the_gathered_heads_do_in_either_order(shared):
+    """The unrolled value graph (two heads, each a chain of fused operators) against
+    ``trajectory_value``: heads named in either order at each step give the same returns."""
+    from wmil_core.export import ValueGraph, export_copy
+
+    agent = tiny_agent("state")
+    h, n = 3, 16
+    model = export_copy(agent.model)
+    unrolled = ValueGraph(model, 0.99, 1e-4, h, shared_start=shared, every_head=True).eval()
+    z0 = agent.model.encode({k: torch.randn(1, *v) for k, v in MODES["state"].items()}).detach()
+    acts, eps = torch.rand(h, n, 2) * 2 - 1, torch.randn(h + 1, n, 2)
+    with torch.no_grad():
+        values = []
+        for order in ([[0, 1]] * (h + 1), [[1, 0], [0, 1], [1, 0], [1, 0]]):
+            heads = torch.tensor(order)
+            ref = planning.trajectory_value(agent.model.eval(), z0.expand(n, -1), acts, 0.99,
+                                            1e-4, eps, heads)
+            got = unrolled(z0 if shared else z0.expand(n, -1), acts, eps, heads)
+            torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+            values.append(got)
+        assert values[0].std() > 0  # returns that vary between samples
+        # the heads differ (tiny_agent's output layers are not zero): the order is moot
+        # for min and mean only, not for the heads themselves
+        qs = agent.model.Q_heads(z0.expand(n, -1), acts[0], torch.tensor([0, 1]))
+        assert (qs[0] - qs[1]).abs().max() > 1e-3
+    three = IQMPC(MODES["state"], 2, 50, from_dict(
+        IQMPCConfig, {**TINY, "model": {**TINY["model"], "num_q": 3}}))
+    with pytest.raises(ValueError, match="needs an ensemble of two Q heads, got 3"):
+        ValueGraph(export_copy(three.model), 0.99, 1e-4, h, every_head=True)
+
+
+def test_value_heads_layout_resolves_and_is_recorded(state_bundle, tmp_path):
+    from wmil_core.export import resolve_value_heads
+
+    assert resolve_value_heads("auto", 2) == "unrolled"
+    assert resolve_value_heads("auto", 5) == "gathered"
+    assert resolve_value_heads("gathered", 2) == "gathered"
+    with pytest.raises(ValueError, match="unrolled needs an ensemble of two Q heads, got 5"):
+        resolve_value_heads("unrolled", 5)
+    with pytest.raises(ValueError, match="must be auto or one of gathered, unrolled"):
+        resolve_value_heads("each", 2)
+    bundle = load_bundle(state_bundle)
+    assert bundle.value_heads == "unrolled"
+    # the unread heads input stays declared, so every runtime feeds the same inputs
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(bundle.graphs["value"], providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["z0", "actions", "value_eps", "heads"]
+    bad = tmp_path / "bad"
+    shutil.copytree(state_bundle, bad)
+    m = json.loads((bad / "manifest.json").read_text())
+    m["graphs"]["value"]["q_heads"] = "some"
+    (bad / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ValueError, match="graphs.value.q_heads must be one of"):
         load_bundle(bad)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from wmil_core.config import atomic_write
-from wmil_core.runtime.bundle import VALUE_STARTS
+from wmil_core.runtime.bundle import VALUE_HEADS, VALUE_STARTS
 from wmil_core.timing import latency_stats
 
 
@@ -39,7 +39,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else default_bundle_dir(args.run, args.name)
     path = export_bundle(args.run, out, name=args.name, batch_check=args.batch_check,
-                         overwrite=args.overwrite, value_start=args.value_start)
+                         overwrite=args.overwrite, value_start=args.value_start,
+                         value_heads=args.value_heads)
     m = json.loads((path / "manifest.json").read_text())
     check = m["export"]["check"]
     print(f"exported {m['task']} ({m['obs_mode']}), training step "
@@ -214,6 +215,7 @@ def bench_planner(model_dir: str | Path, run: str | Path | None = None,
         "steps_within_1e-4": sum(d <= 1e-4 for d in diffs) / len(diffs),
         "max_mean_diff": max(mean_diffs),
         "value_start": bundle.value_start,
+        "value_heads": bundle.value_heads,
         "flops_per_plan": flops,  # the runtime's (its value graph may share the start)
         "torch_flops_per_plan": torch_flops,
         "runtime_gflops": r_gflops,
@@ -240,7 +242,7 @@ def cmd_bench_planner(args: argparse.Namespace) -> int:
           f"{r['iterations_run']} iterations x horizon {p['horizon']}, {r['threads']} thread(s)"
           f"{shards}, "
           f"{', '.join(r['providers'])}, value graph {r['value_graph']} "
-          f"(start: {r['value_start']})")
+          f"(start: {r['value_start']}, Q heads: {r['value_heads']})")
     for who in ("torch", "runtime"):
         print(f"  {who:8s} p50 {r[who]['p50_ms']:8.2f} ms  p99 {r[who]['p99_ms']:8.2f} ms")
     print(f"  runtime speed-up: {r['speedup_p50']:.2f}x at p50, {r['speedup_p99']:.2f}x at p99 "
@@ -307,6 +309,7 @@ def bench_value_graphs(bundles: list[str | Path], samples: int = 512, threads: i
         "samples": samples, "horizon": h, "threads": threads, "repeats": repeats,
         "machine": platform.processor() or platform.machine(),
         "bundles": [{"bundle": str(p.bundle.path), "value_start": p.bundle.value_start,
+                     "value_heads": p.bundle.value_heads,
                      "p50_ms": m, "p99_ms": latency_stats(t)["p99_ms"],
                      "speedup_vs_first": med[0] / m,
                      "max_value_diff_vs_first": float(np.abs(v - values[0]).max())}
@@ -325,7 +328,8 @@ def cmd_bench_value_graph(args: argparse.Namespace) -> int:
     print(f"fused value graph, {r['samples']} samples x horizon {r['horizon']}, "
           f"{r['threads']} thread(s), {r['repeats']} alternating calls each (medians):")
     for b in r["bundles"]:
-        print(f"  {b['bundle']} (start: {b['value_start']}): p50 {b['p50_ms']:.2f} ms, "
+        print(f"  {b['bundle']} (start: {b['value_start']}, Q heads: {b['value_heads']}): "
+              f"p50 {b['p50_ms']:.2f} ms, "
               f"p99 {b['p99_ms']:.2f} ms, {b['speedup_vs_first']:.2f}x the first; values "
               f"within {b['max_value_diff_vs_first']:.1e} of the first's "
               f"(largest |value| {r['value_scale']:.3g})")
@@ -347,6 +351,11 @@ def add_commands(sub: Any, bench_sub: Any) -> None:
                     choices=list(VALUE_STARTS),
                     help="value.onnx's start: one row shared by every MPPI sample (default, "
                          "fewer FLOPs) or one row per sample (the layout of older bundles)")
+    ex.add_argument("--value-heads", dest="value_heads", default="auto",
+                    choices=["auto", *VALUE_HEADS],
+                    help="value.onnx's Q heads: gathered (the two the noise names, batched "
+                         "matmuls) or unrolled (two-head ensembles: both, each as fused "
+                         "Gemm/LayerNormalization chains); auto: unrolled for two heads")
     ex.set_defaults(func=cmd_export)
 
     bp = bench_sub.add_parser("planner", help="torch planner against the runtime planner")

@@ -9,7 +9,8 @@ Graphs (opset 17, dynamic batch axis ``B``; ``N`` candidates in the fused graph)
 - ``pi.onnx``: ``z``, ``eps`` (B, A) -> ``action``, ``log_pi`` (B, 1), ``mean_action``
 - ``value.onnx``: ``z0`` (1, L), the start all samples share (manifest ``graphs.value.start``
   ``shared``; older bundles: ``per_sample``, z0 (N, L)), ``actions`` (H, N, A),
-  ``value_eps`` (H+1, N, A), ``heads`` (H+1, 2) int64 -> ``value`` (N, 1)
+  ``value_eps`` (H+1, N, A), ``heads`` (H+1, 2) int64 -> ``value`` (N, 1); with two Q heads
+  (manifest ``graphs.value.q_heads`` ``unrolled``) it computes both and leaves ``heads`` unread
 
 ``value.onnx`` computes ``wmil_core.planning.trajectory_value`` for the bundle's horizon, with
 gamma and beta baked in (:class:`ValueGraph`; ``q.onnx`` goes through :class:`QHeads`: both
@@ -51,6 +52,7 @@ from wmil_core.runtime.bundle import (
     FORMAT_VERSION,
     GRAPH_IO,
     MANIFEST,
+    VALUE_HEADS,
     VALUE_STARTS,
     load_bundle,
     sha256_file,
@@ -142,6 +144,38 @@ class QHeads(nn.Module):
 
     def forward(self, x: Tensor, heads: Tensor) -> Tensor:  # noqa: D102
         return self.rest(self._lin(self.q.l1, x, heads), heads)
+
+    # -- every head, each a chain of fused operators (:class:`ValueGraph` with two heads) --------
+    # Per head, the linear layers export as Gemm with the bias inside and the normalisations as
+    # LayerNormalization with the affine inside, where the gathered-heads path above needs a
+    # batched MatMul, a bias Add, and a Mul and an Add for each LayerNorm's per-head affine.
+
+    def head_z(self, z: Tensor, k: int) -> Tensor:
+        """W_z z of head ``k``'s first layer: (B, L) -> (B, hidden), without the bias."""
+        return F.linear(z, self.q.l1.weight[k, : self.latent_dim].t())
+
+    def head_a(self, a: Tensor, k: int) -> Tensor:
+        """W_a a + b of head ``k``'s first layer: (B, A) -> (B, hidden)."""
+        return F.linear(a, self.q.l1.weight[k, self.latent_dim:].t(), self.q.l1.bias[k, 0])
+
+    def head_rest(self, pre: Tensor, k: int) -> Tensor:
+        """Q of head ``k`` from its first layer's pre-activation: (B, hidden) -> (B, 1)."""
+        q = self.q
+
+        def norm(layer: nn.Module, v: Tensor, width: int) -> Tensor:
+            return F.layer_norm(v, (width,), layer.weight[k, 0], layer.bias[k, 0], layer.eps)
+
+        h = mish(norm(q.ln1, pre, self.widths[0]))
+        h = F.linear(h, q.l2.weight[k].t(), q.l2.bias[k, 0])
+        h = mish(norm(q.ln2, h, self.widths[1]))
+        return F.linear(h, q.out.weight[k].t(), q.out.bias[k, 0])
+
+    def every_head(self, x: Tensor) -> Tensor:
+        """Q of every head at x = [z; a]: (B, in) -> (num_q, B, 1)."""
+        q = self.q
+        return torch.stack([
+            self.head_rest(F.linear(x, q.l1.weight[k].t(), q.l1.bias[k, 0]), k)
+            for k in range(q.num_q)])
 
 
 def accurate_tanh(x: Tensor) -> Tensor:
@@ -241,27 +275,33 @@ class ValueGraph(nn.Module):
     dynamics and of both Q heads at step 0. From step 1 on, Q(z_t, a_t) and Q(z_t, pi) share
     the latent's part of the Q heads' first layer. Same returns, fewer FLOPs
     (:func:`wmil_core.runtime.flops.planner_flops`).
+
+    ``every_head`` (two-head ensembles): both heads, each as its own chain of fused operators
+    (:meth:`QHeads.head_rest`), whatever order ``heads`` names them in; the min and the mean of
+    two heads do not depend on it.
     """
 
     def __init__(self, model: WorldModel, gamma: float, beta: float, horizon: int,
-                 shared_start: bool = False) -> None:
+                 shared_start: bool = False, every_head: bool = False) -> None:
         super().__init__()
         self.model = TraceableModel(model)
         self.gamma, self.beta, self.horizon = gamma, beta, horizon
         self.shared_start = shared_start
+        if every_head and model.cfg.num_q != 2:
+            raise ValueError(f"every_head: needs an ensemble of two Q heads, "
+                             f"got {model.cfg.num_q}")
+        self.every_head = every_head
 
     def forward(self, z0: Tensor, actions: Tensor, value_eps: Tensor,  # noqa: D102
                 heads: Tensor) -> Tensor:
-        m, qh = self.model, self.model.q_heads
+        m = self.model
         gamma, beta, horizon = self.gamma, self.beta, self.horizon
         n = actions.shape[1]
         _, log_pi = m.pi_sample(z0, value_eps[0])  # entropy term at z_0 (shared: one row)
-        if self.shared_start:  # Q(z_0, a_0) and z_1 from the start's share computed once
-            q_pre = qh.first_z(z0, heads[0]) + qh.first_a(actions[0], heads[0])
-            q_za = qh.rest(q_pre, heads[0]).amin(0)  # (N, 1)
+        q_za = self._q_at(z0, [actions[0]], heads[0]).amin(0)  # Q(z_0, a_0): (N, 1)
+        if self.shared_start:  # z_1 from the start's share of d's first layer computed once
             z = m.next_from(m.next_z_part(z0), actions[0])
         else:
-            q_za = m.Q_heads(z0, actions[0], heads[0]).amin(0)  # Q(z_0, a_0): (N, 1)
             z = m.next(z0, actions[0])
         g = torch.zeros_like(q_za)
         discount = 1.0
@@ -289,7 +329,19 @@ class ValueGraph(nn.Module):
     def _q_at(self, z: Tensor, actions: list[Tensor], heads: Tensor) -> Tensor:
         """Q of ``heads`` at the N latents ``z`` for each (N, A) batch of ``actions``, the
         batches one after the other along the rows: (K, len(actions) N, 1)."""
-        m = self.model
+        m, qh = self.model, self.model.q_heads
+        if self.every_head:  # both heads, whichever order ``heads`` names them in
+            if not self.shared_start:
+                return qh.every_head(torch.cat([torch.cat([z] * len(actions)),
+                                                torch.cat(actions)], -1))
+            a = torch.cat(actions)
+            out = []
+            for k in range(2):
+                pre = qh.head_a(a, k)  # (len(actions) N, hid)
+                zq = qh.head_z(z, k)  # (N or 1, hid): once for every action batch
+                pre = (pre.reshape(len(actions), -1, zq.shape[-1]) + zq).reshape(pre.shape)
+                out.append(qh.head_rest(pre, k))
+            return torch.stack(out)
         if not self.shared_start:
             return m.Q_heads(torch.cat([z] * len(actions)), torch.cat(actions), heads)
         zq = m.q_heads.first_z(z, heads)  # (K, N, hid): once for every action batch
@@ -297,6 +349,24 @@ class ValueGraph(nn.Module):
         k, _, hid = zq.shape
         pre = (pa.reshape(k, len(actions), -1, hid) + zq.unsqueeze(1)).reshape(k, -1, hid)
         return m.q_heads.rest(pre, heads)
+
+
+def resolve_value_heads(value_heads: str, num_q: int) -> str:
+    """``gathered`` or ``unrolled`` for ``value_heads`` (``auto``: unrolled for two heads).
+
+    ``gathered``: value.onnx gathers the two heads ``heads`` names from the ensemble at every
+    step (batched matmuls), as ``trajectory_value`` does. ``unrolled`` (two-head ensembles
+    only): it computes both heads, whichever order ``heads`` gives them in (the min and the mean
+    of two do not depend on it), each as its own chain of fused operators.
+    """
+    if value_heads == "auto":
+        return "unrolled" if num_q == 2 else "gathered"
+    if value_heads not in VALUE_HEADS:
+        raise ValueError(f"value_heads: must be auto or one of {', '.join(VALUE_HEADS)}, "
+                         f"got {value_heads!r}")
+    if value_heads == "unrolled" and num_q != 2:
+        raise ValueError(f"value_heads: unrolled needs an ensemble of two Q heads, got {num_q}")
+    return value_heads
 
 
 @dataclasses.dataclass
@@ -324,7 +394,8 @@ def compare_pi(got: list[np.ndarray], ref: tuple[Tensor, ...]) -> float:
 
 def graph_specs(model: WorldModel, reference: WorldModel,
                 obs_shapes: Mapping[str, tuple[int, ...]], gamma: float, beta: float,
-                horizon: int, value_start: str = "shared") -> dict[str, GraphSpec]:
+                horizon: int, value_start: str = "shared",
+                value_heads: str = "auto") -> dict[str, GraphSpec]:
     """The five graphs of a bundle: traced from ``model`` (an :func:`export_copy`), checked
     against ``reference`` (the untouched model, eval mode, on the CPU).
 
@@ -336,6 +407,7 @@ def graph_specs(model: WorldModel, reference: WorldModel,
                          f"got {value_start!r}")
     shared = value_start == "shared"
     lat, a_dim, num_q = model.cfg.latent_dim, model.action_dim, model.cfg.num_q
+    value_heads = resolve_value_heads(value_heads, num_q)
     group = model.cfg.simnorm_dim
     keys = list(obs_shapes)
 
@@ -374,7 +446,8 @@ def graph_specs(model: WorldModel, reference: WorldModel,
                         lambda b, g: (latent((b,), g), torch.randn(b, a_dim, generator=g)),
                         reference=PiGraph(reference, traceable=False), compare=compare_pi),
         # shared: one start row for the N samples (graphs.value.start); per_sample: N rows
-        "value": GraphSpec(ValueGraph(model, gamma, beta, horizon, shared_start=shared),
+        "value": GraphSpec(ValueGraph(model, gamma, beta, horizon, shared_start=shared,
+                                      every_head=value_heads == "unrolled"),
                            *map(list, names["value"]),
                            {**({} if shared else {"z0": {0: "N"}}),
                             "actions": {1: "N"}, "value_eps": {1: "N"}, "value": {0: "N"}},
@@ -405,9 +478,27 @@ def export_graph(spec: GraphSpec, path: Path, opset: int = OPSET) -> None:
         torch.onnx.export(spec.module, example, buf, dynamo=False, opset_version=opset,
                           input_names=spec.inputs, output_names=spec.outputs,
                           dynamic_axes=spec.dynamic_axes, do_constant_folding=True)
-    graph = onnx.load_from_string(buf.getvalue())
-    onnx.checker.check_model(graph, full_check=True)
-    atomic_write(path, buf.getvalue())
+    model = onnx.load_from_string(buf.getvalue())
+    _restore_unread_inputs(model, spec, example)
+    onnx.checker.check_model(model, full_check=True)
+    atomic_write(path, model.SerializeToString())
+
+
+def _restore_unread_inputs(model: onnx.ModelProto, spec: GraphSpec,
+                           example: tuple[Tensor, ...]) -> None:
+    """Declare again the inputs the tracer dropped because the graph never reads them.
+
+    The graphs' inputs are fixed per graph (``GRAPH_IO``) and every runtime feeds all of
+    them; an unread input (``heads`` of an unrolled value graph) stays declared, in place.
+    """
+    declared = {i.name for i in model.graph.input}
+    for pos, (name, value) in enumerate(zip(spec.inputs, example)):
+        if name in declared:
+            continue
+        axes = spec.dynamic_axes.get(name, {})
+        shape = [axes.get(d, size) for d, size in enumerate(value.shape)]
+        elem = onnx.helper.np_dtype_to_tensor_dtype(value.numpy().dtype)
+        model.graph.input.insert(pos, onnx.helper.make_tensor_value_info(name, elem, shape))
 
 
 def _max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -536,10 +627,10 @@ def _move_into_place(tmp: Path, out_dir: Path, overwrite: bool) -> None:
 
 def export_agent(agent: Any, out_dir: str | Path, meta: Mapping[str, Any],
                  batch_check: int = 64, overwrite: bool = False,
-                 value_start: str = "shared") -> Path:
+                 value_start: str = "shared", value_heads: str = "auto") -> Path:
     """Write ``agent`` (an ``IQMPC``) as a bundle at ``out_dir``; returns ``out_dir``.
 
-    ``value_start``: the layout of value.onnx's start (see :func:`graph_specs`).
+    ``value_start``, ``value_heads``: the layout of value.onnx (see :func:`graph_specs`).
 
     ``meta``: ``task``, ``action_low``/``action_high`` (actuator units), ``joint_names``, and
     optionally ``name``, ``obs_mode``, ``training`` ({step, updates, evaluation}), ``source``.
@@ -554,8 +645,10 @@ def export_agent(agent: Any, out_dir: str | Path, meta: Mapping[str, Any],
     # copies: the caller's model is left untouched (mode, device, weights)
     reference = copy.deepcopy(agent.model).cpu().eval()
     horizon = agent.cfg.planner.horizon
+    value_heads = resolve_value_heads(value_heads, agent.model.cfg.num_q)
     specs = graph_specs(export_copy(agent.model), reference, agent.obs_shapes,
-                        float(agent.gamma), float(agent.cfg.beta), horizon, value_start)
+                        float(agent.gamma), float(agent.cfg.beta), horizon, value_start,
+                        value_heads)
     tmp = _staging_dir(out_dir, overwrite)
     try:
         graphs: dict[str, Any] = {}
@@ -567,6 +660,7 @@ def export_agent(agent: Any, out_dir: str | Path, meta: Mapping[str, Any],
             graphs[name] = {"file": path.name, "inputs": spec.inputs, "outputs": spec.outputs}
         graphs["value"]["horizon"] = horizon
         graphs["value"]["start"] = value_start
+        graphs["value"]["q_heads"] = value_heads
         checked = {n: {b: v for b, v in d.items() if not b.startswith("raw:")}
                    for n, d in diffs.items()}
         worst = max(max(d.values()) for d in checked.values())
@@ -644,7 +738,7 @@ EVAL_KEYS = ("step", "episodes", "normalized_score", "return_mean", "return_std"
 
 def export_bundle(run_or_checkpoint: str | Path, out_dir: str | Path, name: str | None = None,
                   batch_check: int = 64, overwrite: bool = False,
-                  value_start: str = "shared") -> Path:
+                  value_start: str = "shared", value_heads: str = "auto") -> Path:
     """Export the latest checkpoint of a run (or a checkpoint file) as a bundle at ``out_dir``.
 
     The manifest records the task, joint names, action bounds, training step, the last
@@ -670,7 +764,8 @@ def export_bundle(run_or_checkpoint: str | Path, out_dir: str | Path, name: str 
                    "checkpoint": str(paths["checkpoint"])},
     }
     try:
-        return export_agent(trainer.agent, out_dir, meta, batch_check, overwrite, value_start)
+        return export_agent(trainer.agent, out_dir, meta, batch_check, overwrite, value_start,
+                            value_heads)
     finally:
         env.close()
         trainer.eval_env.close()

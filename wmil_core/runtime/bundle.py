@@ -36,6 +36,7 @@ GRAPH_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # inputs, outp
     "value": (("z0", "actions", "value_eps", "heads"), ("value",)),
 }
 VALUE_STARTS = ("per_sample", "shared")  # graphs.value.start (absent: per_sample)
+VALUE_HEADS = ("gathered", "unrolled")  # graphs.value.q_heads (absent: gathered)
 REQUIRED_KEYS = ("format_version", "task", "obs_mode", "observation", "action", "planner",
                  "gamma", "beta", "num_q", "latent_dim", "graphs", "files")
 
@@ -84,6 +85,9 @@ class Bundle:
     # value.onnx's z0: "shared" (1, L), the start every MPPI sample shares, whose work the
     # graph does once; "per_sample" (N, L), one row per sample (bundles before 2026-11-30)
     value_start: str = "per_sample"
+    # value.onnx's Q heads: "gathered" (the two ``heads`` names, batched matmuls) or "unrolled"
+    # (two-head ensembles: both heads, each its own chain of fused operators; ``heads`` unread)
+    value_heads: str = "gathered"
 
     @property
     def name(self) -> str:
@@ -248,7 +252,7 @@ def load_bundle(path: str | Path) -> Bundle:
         if fname not in contents:
             raise ValueError(f"{where}: graphs.{name}.file {fname!r} is not listed in files")
         graphs[name] = contents[fname]
-    value_horizon, value_start = None, "per_sample"
+    value_horizon, value_start, value_heads = None, "per_sample", "gathered"
     if "value" in graphs:
         value_horizon = _get(graphs_meta["value"], "horizon", f"{where}: graphs.value")
         if not isinstance(value_horizon, int) or value_horizon < 1:
@@ -257,9 +261,17 @@ def load_bundle(path: str | Path) -> Bundle:
         if value_start not in VALUE_STARTS:
             raise ValueError(f"{where}: graphs.value.start must be one of "
                              f"{', '.join(VALUE_STARTS)}, got {value_start!r}")
+        value_heads = graphs_meta["value"].get("q_heads", "gathered")
+        if value_heads not in VALUE_HEADS:
+            raise ValueError(f"{where}: graphs.value.q_heads must be one of "
+                             f"{', '.join(VALUE_HEADS)}, got {value_heads!r}")
+        if value_heads == "unrolled" and num_q != 2:
+            raise ValueError(f"{where}: graphs.value.q_heads unrolled needs num_q 2, "
+                             f"got {num_q}")
     return Bundle(
         path=root, manifest=m, manifest_sha256=sha256_bytes(raw), obs_spec=obs_spec,
         action_dim=dim, action_low=low, action_high=high, planner=planner, gamma=float(gamma),
         beta=float(beta), num_q=num_q, latent_dim=latent, mpc=bool(m.get("mpc", True)),
         graphs=graphs, value_horizon=value_horizon, value_start=value_start,
+        value_heads=value_heads,
     )
