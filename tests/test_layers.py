@@ -131,3 +131,30 @@ def test_gradient_penalty_update_is_the_same_with_either_mish_backward(monkeypat
     ref, got = train(False), train(True)
     for k in ref:
         torch.testing.assert_close(got[k], ref[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+@pytest.mark.parametrize("rows", [1, 4])
+def test_q_ensemble_at_shares_the_latent_part_of_the_first_layer(rows):
+    """``at``: Q at latents (1 row, shared, or N) for several action batches equals the
+    ensemble on the whole rows [z; a], gathered by ``heads`` or, unrolled, both heads."""
+    torch.manual_seed(0)
+    for num_q in (2, 3):
+        q = QEnsemble(num_q, 6, 8, dropout=0.0, latent_dim=4).eval()
+        for p in q.parameters():
+            nn.init.normal_(p, std=0.3)
+        z = torch.randn(rows, 4)
+        a1, a2 = torch.randn(4, 2), torch.randn(4, 2)
+        whole = torch.cat([torch.cat([z.expand(4, -1)] * 2), torch.cat([a1, a2])], -1)
+        heads = torch.tensor([num_q - 1, 0])
+        with torch.no_grad():
+            torch.testing.assert_close(q.at(z, [a1, a2], heads), q(whole, heads),
+                                       atol=1e-5, rtol=1e-5)
+            if num_q == 2:  # both heads in index order, whatever order heads gives
+                torch.testing.assert_close(q.at(z, [a1, a2], heads, unrolled=True), q(whole),
+                                           atol=1e-5, rtol=1e-5)
+                torch.testing.assert_close(q.every_head(whole), q(whole), atol=1e-5, rtol=1e-5)
+            else:
+                with pytest.raises(ValueError, match="two Q heads, got 3"):
+                    q.at(z, [a1], heads, unrolled=True)
+    with pytest.raises(ValueError, match="needs latent_dim"):
+        QEnsemble(2, 6, 8).at(z, [a1], heads)

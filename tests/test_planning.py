@@ -3,7 +3,13 @@
 import pytest
 import torch
 
-from wmil_core.planning import PlannerConfig, plan, sample_noise, trajectory_value
+from wmil_core.planning import (
+    PlannerConfig,
+    plan,
+    sample_noise,
+    shared_trajectory_value,
+    trajectory_value,
+)
 
 
 class Analytic:
@@ -142,3 +148,32 @@ def test_return_telescopes_to_q_advantages_and_a_head_disagreement_bonus():
     with torch.no_grad():
         g_same = trajectory_value(m, z0, acts, gamma, beta, eps, same)
     assert torch.allclose(g_same, closed - bonus, atol=1e-5), (g_same - closed + bonus).abs().max()
+
+
+@pytest.mark.parametrize("num_q", [2, 5])
+def test_shared_start_value_equals_the_per_sample_one(num_q):
+    """The training planner's value function (one start latent, its work done once; two heads
+    unrolled) returns what trajectory_value does on the start repeated N times, and MPPI with
+    it picks the same action."""
+    from wmil_core.world_model import ModelConfig, WorldModel
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(latent_dim=16, enc_dim=32, mlp_dim=32, num_q=num_q, dropout=0.0)
+    m = WorldModel({"joints": (4,)}, 2, cfg).eval()
+    with torch.no_grad():  # Q's output layer starts at zero: give the heads values
+        m._Qs.out.weight.normal_(0, 0.5)
+    h, n = 3, 24
+    z = m.encode({"joints": torch.randn(1, 4)}).detach()
+    acts, eps = torch.rand(h, n, 2) * 2 - 1, torch.randn(h + 1, n, 2)
+    heads = torch.stack([torch.randperm(num_q)[:2] for _ in range(h + 1)])
+    with torch.no_grad():
+        ref = trajectory_value(m, z.expand(n, -1), acts, 0.99, 1e-4, eps, heads)
+        assert ref.std() > 0
+        for z0 in (z, z.expand(n, -1)):  # one row, or N equal rows (what plan passes)
+            got = shared_trajectory_value(m, z0, acts, 0.99, 1e-4, eps, heads)
+            torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+    pcfg = PlannerConfig(horizon=h, num_samples=n, num_pi_trajs=4, num_elites=4, iterations=2)
+    noise = sample_noise(pcfg, 2, num_q, torch.Generator().manual_seed(3))
+    a_ref = plan(m, z, pcfg, 0.99, 1e-4, noise).action
+    a_got = plan(m, z, pcfg, 0.99, 1e-4, noise, value_fn=shared_trajectory_value).action
+    torch.testing.assert_close(a_got, a_ref, atol=1e-5, rtol=1e-5)

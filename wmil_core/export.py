@@ -42,12 +42,11 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wmil_core.config import atomic_write, to_dict
-from wmil_core.nn.layers import QEnsemble, mish, simnorm
-from wmil_core.planning import trajectory_value
+from wmil_core.nn.layers import QEnsemble, simnorm
+from wmil_core.planning import shared_trajectory_value, trajectory_value
 from wmil_core.runtime.bundle import (
     FORMAT_VERSION,
     GRAPH_IO,
@@ -101,81 +100,18 @@ class QHeads(nn.Module):
     """``QEnsemble.forward(x, heads)`` (eval mode) written for the ONNX tracer.
 
     The ensemble normalises with ``F.layer_norm(v, v.shape[-1:])``, a traced, non-constant
-    shape that the TorchScript exporter refuses; here the widths are Python ints. The export
-    check compares the graph with the ensemble itself, so any drift fails the export.
-
-    The first layer also comes in parts, ``W [z; a] + b = W_z z + (W_a a + b)``
-    (:meth:`first_z`, :meth:`first_a`, then :meth:`rest`), so that a latent shared by many
-    rows is multiplied once (:class:`ValueGraph` with a shared start).
+    shape that the TorchScript exporter refuses; ``QEnsemble.rest`` (the layers after the
+    first) uses its width as a Python int. The export check compares the graph with the
+    ensemble itself, so any drift fails the export.
     """
 
-    def __init__(self, q: QEnsemble, latent_dim: int) -> None:
+    def __init__(self, q: QEnsemble) -> None:
         super().__init__()
         self.q = q
-        self.widths = (int(q.l1.weight.shape[-1]), int(q.l2.weight.shape[-1]))
-        self.latent_dim = latent_dim
-
-    def _lin(self, layer: nn.Module, v: Tensor, heads: Tensor) -> Tensor:
-        # (B, in) or (K, B, in) -> (K, B, out)
-        return torch.matmul(v, layer.weight[heads]) + layer.bias[heads]
-
-    # the weights are sliced before the heads are gathered, so that the export folds the
-    # slices into constants and each call gathers only the part it multiplies
-    def first_z(self, z: Tensor, heads: Tensor) -> Tensor:
-        """W_z z of the first layer: (B, L) -> (K, B, hidden), without the bias."""
-        return torch.matmul(z, self.q.l1.weight[:, : self.latent_dim][heads])
-
-    def first_a(self, a: Tensor, heads: Tensor) -> Tensor:
-        """W_a a + b of the first layer: (B, A) -> (K, B, hidden)."""
-        w = self.q.l1.weight[:, self.latent_dim:][heads]
-        return torch.matmul(a, w) + self.q.l1.bias[heads]
-
-    def rest(self, pre: Tensor, heads: Tensor) -> Tensor:
-        """Q from the first layer's pre-activation (K, B, hidden) -> (K, B, 1)."""
-        q = self.q
-
-        def norm(layer: nn.Module, v: Tensor, width: int) -> Tensor:
-            v = F.layer_norm(v, (width,), eps=layer.eps)
-            return v * layer.weight[heads] + layer.bias[heads]
-
-        h = mish(norm(q.ln1, pre, self.widths[0]))
-        h = mish(norm(q.ln2, self._lin(q.l2, h, heads), self.widths[1]))
-        return self._lin(q.out, h, heads)
 
     def forward(self, x: Tensor, heads: Tensor) -> Tensor:  # noqa: D102
-        return self.rest(self._lin(self.q.l1, x, heads), heads)
-
-    # -- every head, each a chain of fused operators (:class:`ValueGraph` with two heads) --------
-    # Per head, the linear layers export as Gemm with the bias inside and the normalisations as
-    # LayerNormalization with the affine inside, where the gathered-heads path above needs a
-    # batched MatMul, a bias Add, and a Mul and an Add for each LayerNorm's per-head affine.
-
-    def head_z(self, z: Tensor, k: int) -> Tensor:
-        """W_z z of head ``k``'s first layer: (B, L) -> (B, hidden), without the bias."""
-        return F.linear(z, self.q.l1.weight[k, : self.latent_dim].t())
-
-    def head_a(self, a: Tensor, k: int) -> Tensor:
-        """W_a a + b of head ``k``'s first layer: (B, A) -> (B, hidden)."""
-        return F.linear(a, self.q.l1.weight[k, self.latent_dim:].t(), self.q.l1.bias[k, 0])
-
-    def head_rest(self, pre: Tensor, k: int) -> Tensor:
-        """Q of head ``k`` from its first layer's pre-activation: (B, hidden) -> (B, 1)."""
-        q = self.q
-
-        def norm(layer: nn.Module, v: Tensor, width: int) -> Tensor:
-            return F.layer_norm(v, (width,), layer.weight[k, 0], layer.bias[k, 0], layer.eps)
-
-        h = mish(norm(q.ln1, pre, self.widths[0]))
-        h = F.linear(h, q.l2.weight[k].t(), q.l2.bias[k, 0])
-        h = mish(norm(q.ln2, h, self.widths[1]))
-        return F.linear(h, q.out.weight[k].t(), q.out.bias[k, 0])
-
-    def every_head(self, x: Tensor) -> Tensor:
-        """Q of every head at x = [z; a]: (B, in) -> (num_q, B, 1)."""
-        q = self.q
-        return torch.stack([
-            self.head_rest(F.linear(x, q.l1.weight[k].t(), q.l1.bias[k, 0]), k)
-            for k in range(q.num_q)])
+        l1 = self.q.l1  # (B, in) -> (K, B, hidden)
+        return self.q.rest(torch.matmul(x, l1.weight[heads]) + l1.bias[heads], heads)
 
 
 def accurate_tanh(x: Tensor) -> Tensor:
@@ -190,31 +126,25 @@ def accurate_tanh(x: Tensor) -> Tensor:
 
 
 class TraceableModel(nn.Module):
-    """The planning interface of a WorldModel (``next``, ``pi``, ``pi_sample``, ``Q_heads``),
-    traceable, with :func:`accurate_tanh` in the policy prior."""
+    """The planning interface of a WorldModel (``next``, ``next_z_part``, ``next_from``,
+    ``pi``, ``pi_sample``, ``Q_heads``, ``Q_at``), traceable, with :func:`accurate_tanh` in the
+    policy prior. ``every_head``: ``Q_at`` computes both heads of a two-head ensemble one at a
+    time (``QEnsemble.at`` unrolled), else it gathers the heads it is given."""
 
-    def __init__(self, model: WorldModel) -> None:
+    def __init__(self, model: WorldModel, every_head: bool = False) -> None:
         super().__init__()
         self.model = model
-        self.latent_dim = int(model.cfg.latent_dim)
-        self.q_heads = QHeads(model._Qs, self.latent_dim)
+        self.q_heads = QHeads(model._Qs)
+        self.every_head = every_head
 
     def next(self, z: Tensor, a: Tensor) -> Tensor:  # noqa: D102
         return self.model.next(z, a)
 
-    def next_from(self, zw: Tensor, a: Tensor) -> Tensor:
-        """d(z, a) given ``zw`` = W_z z of the dynamics' first layer (rows broadcast)."""
-        layers = list(self.model._dynamics)
-        first = list(layers[0])  # NormedLinear: Linear, LayerNorm, activation
-        lin = first[0]
-        h = zw + F.linear(a, lin.weight[:, self.latent_dim:], lin.bias)
-        for layer in first[1:] + layers[1:]:
-            h = layer(h)
-        return h
+    def next_z_part(self, z: Tensor) -> Tensor:  # noqa: D102
+        return self.model.next_z_part(z)
 
-    def next_z_part(self, z: Tensor) -> Tensor:
-        """W_z z of the dynamics' first layer (no bias)."""
-        return F.linear(z, self.model._dynamics[0][0].weight[:, : self.latent_dim])
+    def next_from(self, zw: Tensor, a: Tensor) -> Tensor:  # noqa: D102
+        return self.model.next_from(zw, a)
 
     def pi(self, z: Tensor, eps: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``WorldModel.pi(z, eps=eps)``: (tanh(mean), action, log pi)."""
@@ -232,6 +162,9 @@ class TraceableModel(nn.Module):
 
     def Q_heads(self, z: Tensor, a: Tensor, heads: Tensor) -> Tensor:  # noqa: D102, N802
         return self.q_heads(torch.cat([z, a], -1), heads)
+
+    def Q_at(self, z: Tensor, actions: list[Tensor], heads: Tensor) -> Tensor:  # noqa: D102, N802
+        return self.model._Qs.at(z, actions, heads, unrolled=self.every_head)
 
 
 class QGraph(nn.Module):
@@ -264,45 +197,43 @@ class PiGraph(nn.Module):
 class ValueGraph(nn.Module):
     """``planning.trajectory_value`` for a fixed horizon, gamma and beta, written for the tracer.
 
-    The same steps in the same order, on :class:`TraceableModel`; besides, the stacked Q batch
-    is sliced with the traced ``N`` where ``trajectory_value`` calls ``split(n)`` (which the
-    exporter would bake in as a constant). The export check compares it with
-    ``trajectory_value`` on the untouched model.
+    Per sample (``z0`` (N, L)): the same steps in the same order, on :class:`TraceableModel`;
+    besides, the stacked Q batch is sliced with the traced ``N`` where ``trajectory_value``
+    calls ``split(n)`` (which the exporter would bake in as a constant). The export check
+    compares it with ``trajectory_value`` on the untouched model.
 
     ``shared_start``: ``z0`` is one row (1, L), the latent every MPPI sample starts from, and
-    the work that depends on it alone is done once: the policy prior's network at z_0 (its
-    samples differ only by their noise) and the latent's part of the first layer of the
-    dynamics and of both Q heads at step 0. From step 1 on, Q(z_t, a_t) and Q(z_t, pi) share
-    the latent's part of the Q heads' first layer. Same returns, fewer FLOPs
+    the graph is ``planning.shared_trajectory_value`` (the training planner's value function):
+    the work that depends on z_0 alone is done once, and from step 1 on Q(z_t, a_t) and
+    Q(z_t, pi) share the latent's part of the Q heads' first layer. Same returns, fewer FLOPs
     (:func:`wmil_core.runtime.flops.planner_flops`).
 
     ``every_head`` (two-head ensembles): both heads, each as its own chain of fused operators
-    (:meth:`QHeads.head_rest`), whatever order ``heads`` names them in; the min and the mean of
+    (``QEnsemble.head_rest``), whatever order ``heads`` names them in; the min and the mean of
     two heads do not depend on it.
     """
 
     def __init__(self, model: WorldModel, gamma: float, beta: float, horizon: int,
                  shared_start: bool = False, every_head: bool = False) -> None:
         super().__init__()
-        self.model = TraceableModel(model)
-        self.gamma, self.beta, self.horizon = gamma, beta, horizon
-        self.shared_start = shared_start
         if every_head and model.cfg.num_q != 2:
             raise ValueError(f"every_head: needs an ensemble of two Q heads, "
                              f"got {model.cfg.num_q}")
+        self.model = TraceableModel(model, every_head=every_head)
+        self.gamma, self.beta, self.horizon = gamma, beta, horizon
+        self.shared_start = shared_start
         self.every_head = every_head
 
     def forward(self, z0: Tensor, actions: Tensor, value_eps: Tensor,  # noqa: D102
                 heads: Tensor) -> Tensor:
         m = self.model
         gamma, beta, horizon = self.gamma, self.beta, self.horizon
+        if self.shared_start:
+            return shared_trajectory_value(m, z0, actions, gamma, beta, value_eps, heads)
         n = actions.shape[1]
-        _, log_pi = m.pi_sample(z0, value_eps[0])  # entropy term at z_0 (shared: one row)
+        _, log_pi = m.pi_sample(z0, value_eps[0])  # entropy term at z_0
         q_za = self._q_at(z0, [actions[0]], heads[0]).amin(0)  # Q(z_0, a_0): (N, 1)
-        if self.shared_start:  # z_1 from the start's share of d's first layer computed once
-            z = m.next_from(m.next_z_part(z0), actions[0])
-        else:
-            z = m.next(z0, actions[0])
+        z = m.next(z0, actions[0])
         g = torch.zeros_like(q_za)
         discount = 1.0
         for t in range(horizon):  # z is z_{t+1}
@@ -328,27 +259,11 @@ class ValueGraph(nn.Module):
 
     def _q_at(self, z: Tensor, actions: list[Tensor], heads: Tensor) -> Tensor:
         """Q of ``heads`` at the N latents ``z`` for each (N, A) batch of ``actions``, the
-        batches one after the other along the rows: (K, len(actions) N, 1)."""
-        m, qh = self.model, self.model.q_heads
+        batches one after the other along the rows, each row whole: (K, len(actions) N, 1)."""
+        x = torch.cat([torch.cat([z] * len(actions)), torch.cat(actions)], -1)
         if self.every_head:  # both heads, whichever order ``heads`` names them in
-            if not self.shared_start:
-                return qh.every_head(torch.cat([torch.cat([z] * len(actions)),
-                                                torch.cat(actions)], -1))
-            a = torch.cat(actions)
-            out = []
-            for k in range(2):
-                pre = qh.head_a(a, k)  # (len(actions) N, hid)
-                zq = qh.head_z(z, k)  # (N or 1, hid): once for every action batch
-                pre = (pre.reshape(len(actions), -1, zq.shape[-1]) + zq).reshape(pre.shape)
-                out.append(qh.head_rest(pre, k))
-            return torch.stack(out)
-        if not self.shared_start:
-            return m.Q_heads(torch.cat([z] * len(actions)), torch.cat(actions), heads)
-        zq = m.q_heads.first_z(z, heads)  # (K, N, hid): once for every action batch
-        pa = m.q_heads.first_a(torch.cat(actions), heads)  # (K, len(actions) N, hid)
-        k, _, hid = zq.shape
-        pre = (pa.reshape(k, len(actions), -1, hid) + zq.unsqueeze(1)).reshape(k, -1, hid)
-        return m.q_heads.rest(pre, heads)
+            return self.model.model._Qs.every_head(x)
+        return self.model.q_heads(x, heads)
 
 
 def resolve_value_heads(value_heads: str, num_q: int) -> str:

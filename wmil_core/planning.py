@@ -30,7 +30,7 @@ from torch import Tensor
 from wmil_core.planner_config import PlannerConfig
 
 __all__ = ["PlanNoise", "PlanResult", "PlannerConfig", "plan", "sample_noise",
-           "trajectory_value"]
+           "shared_trajectory_value", "trajectory_value"]
 
 
 class PlanningModel(Protocol):
@@ -115,6 +115,60 @@ def trajectory_value(model: PlanningModel, z0: Tensor, actions: Tensor, gamma: f
     return g + discount * v_terminal
 
 
+class SharedStartModel(PlanningModel, Protocol):
+    """What :func:`shared_trajectory_value` needs besides :class:`PlanningModel`."""
+
+    def next_z_part(self, z: Tensor) -> Tensor:
+        """The share of d's first layer that depends on z alone."""
+
+    def next_from(self, zw: Tensor, a: Tensor) -> Tensor:
+        """d(z, a) from :meth:`next_z_part` (z), whose rows broadcast over a's."""
+
+    def Q_at(self, z: Tensor, actions: list[Tensor], heads: Tensor) -> Tensor:  # noqa: N802
+        """Q of two heads at z for each action batch: (2, len(actions) N, 1)."""
+
+
+def shared_trajectory_value(model: SharedStartModel, z0: Tensor, actions: Tensor,
+                            gamma: float, beta: float, value_eps: Tensor,
+                            heads: Tensor) -> Tensor:
+    """:func:`trajectory_value` for samples that all start from one latent (MPPI's).
+
+    ``z0``: (1, L), or (N, L) rows that are all that latent (only the first is read). The work
+    that depends on z_0 alone is done once: the policy prior's network (the samples differ
+    only in their noise) and z_0's share of the first layer of d and of the Q heads; from step
+    1 on, Q(z_t, a_t) and Q(z_t, pi) share z_t's part of the Q heads' first layer. Same
+    returns as :func:`trajectory_value` up to float rounding (tested); the exported
+    ``value.onnx`` of a shared-start bundle traces this function.
+    """
+    horizon, n = actions.shape[0], actions.shape[1]
+    z0 = z0[:1]
+    _, log_pi = model.pi_sample(z0, value_eps[0])  # entropy term at z_0: (N, 1)
+    q_za = model.Q_at(z0, [actions[0]], heads[0]).amin(0)  # Q(z_0, a_0): (N, 1)
+    z = model.next_from(model.next_z_part(z0), actions[0])  # z_1
+    g = torch.zeros_like(q_za)
+    discount = 1.0
+    for t in range(horizon):  # z is z_{t+1}
+        if t > 0:
+            z = model.next(z, actions[t])
+        a_pi, log_pi_next = model.pi_sample(z, value_eps[t + 1])
+        if t + 1 < horizon:  # Q(z_{t+1}, a_{t+1}) and Q(z_{t+1}, pi) sharing z's part
+            qs = model.Q_at(z, [actions[t + 1], a_pi], heads[t + 1])  # (2, 2N, 1)
+            q_min = qs.amin(0)
+            q_next_a, q_next_pi = q_min[:n], q_min[n:]  # slices: the tracer keeps N dynamic
+        else:
+            qs = model.Q_at(z, [a_pi], heads[t + 1])  # (2, N, 1)
+            q_next_pi = qs.amin(0)
+        v_next = q_next_pi - beta * log_pi_next
+        r = q_za - gamma * v_next
+        g = g + discount * (r - beta * log_pi)
+        discount *= gamma
+        log_pi = log_pi_next
+        if t + 1 < horizon:
+            q_za = q_next_a
+    v_terminal = qs.mean(0) - beta * log_pi  # average of the two heads at z_H
+    return g + discount * v_terminal
+
+
 @dataclasses.dataclass
 class PlanResult:
     """The action to execute and the refitted sampling distribution (for warm starts)."""
@@ -133,7 +187,8 @@ def plan(model: PlanningModel, z: Tensor, cfg: PlannerConfig, gamma: float, beta
 
     ``prev_mean``: the previous step's mean (H, A), shifted by one as the warm start.
     ``explore``: add std-scaled noise to the executed action (training), else not (evaluation).
-    ``value_fn``: :func:`trajectory_value` or a compiled version of it (same signature).
+    ``value_fn``: :func:`trajectory_value`, :func:`shared_trajectory_value` or a compiled
+    version of either (same signature; z0 is the start repeated N times).
     """
     z = z.reshape(1, -1)
     h, n, npi = cfg.horizon, cfg.num_samples, cfg.num_pi_trajs

@@ -10,10 +10,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wmil_core.nn.layers import ConvEncoder, Mish, QEnsemble, SimNorm, mlp
@@ -108,7 +109,7 @@ class WorldModel(nn.Module):
         za = cfg.latent_dim + action_dim
         self._dynamics = mlp(za, 2 * [cfg.mlp_dim], cfg.latent_dim, act=SimNorm(cfg.simnorm_dim))
         self._pi = mlp(cfg.latent_dim, 2 * [cfg.mlp_dim], 2 * action_dim)
-        self._Qs = QEnsemble(cfg.num_q, za, cfg.mlp_dim, cfg.dropout)
+        self._Qs = QEnsemble(cfg.num_q, za, cfg.mlp_dim, cfg.dropout, latent_dim=cfg.latent_dim)
         self._target_Qs = copy.deepcopy(self._Qs).requires_grad_(False)
         self.register_buffer("log_std_min", torch.tensor(cfg.log_std_min))
         self.register_buffer("log_std_dif", torch.tensor(cfg.log_std_max - cfg.log_std_min))
@@ -139,6 +140,20 @@ class WorldModel(nn.Module):
         """d(z, a) -> z'."""
         return self._dynamics(torch.cat([z, a], -1))
 
+    def next_z_part(self, z: Tensor) -> Tensor:
+        """W_z z of the dynamics' first layer (no bias): what d(z, a) needs of z alone."""
+        return F.linear(z, self._dynamics[0][0].weight[:, : self.cfg.latent_dim])
+
+    def next_from(self, zw: Tensor, a: Tensor) -> Tensor:
+        """d(z, a) given ``zw`` = :meth:`next_z_part` (z) (one row is shared by every row of a)."""
+        layers = list(self._dynamics)
+        first = list(layers[0])  # NormedLinear: Linear, LayerNorm, activation
+        lin = first[0]
+        h = zw + F.linear(a, lin.weight[:, self.cfg.latent_dim:], lin.bias)
+        for layer in first[1:] + layers[1:]:
+            h = layer(h)
+        return h
+
     def pi(self, z: Tensor, deterministic: bool = False,
            eps: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Sample from the policy prior: (mean action, action, log pi(action|z), log std).
@@ -166,6 +181,13 @@ class WorldModel(nn.Module):
                 target: bool = False) -> Tensor:
         """Q of the chosen heads only: (len(heads), B, 1)."""
         return (self._target_Qs if target else self._Qs)(torch.cat([z, a], -1), heads)
+
+    def Q_at(self, z: Tensor, actions: Sequence[Tensor], heads: Tensor) -> Tensor:  # noqa: N802
+        """Q of two heads at latents z (1 or N rows) for each (N, A) action batch, z's share of
+        the first layer computed once: (2, len(actions) N, 1), for a min or mean over the heads
+        (with two heads in the ensemble, both, one at a time; see ``QEnsemble.at``). Eval mode.
+        """
+        return self._Qs.at(z, actions, heads, unrolled=self.cfg.num_q == 2)
 
     def Q(self, z: Tensor, a: Tensor, kind: Literal["all", "min", "avg"] = "min",  # noqa: N802
           target: bool = False) -> Tensor:

@@ -20,7 +20,7 @@ from wmil_core.losses import (
     policy_loss,
     rho_weights,
 )
-from wmil_core.planning import PlannerConfig, plan, sample_noise, trajectory_value
+from wmil_core.planning import PlannerConfig, plan, sample_noise, shared_trajectory_value
 from wmil_core.world_model import ModelConfig, WorldModel
 
 
@@ -105,11 +105,12 @@ class IQMPC:
         self.generator = torch.Generator().manual_seed(seed)
         self._prev_mean: Tensor | None = None
         self.updates = 0
-        self._value_fn = trajectory_value
+        # every MPPI sample starts from the agent's latent: its work is done once
+        self._value_fn = shared_trajectory_value
         self._model_loss_fn = self._model_losses
         self._pi_loss_fn = self._pi_loss
         if cfg.compile:
-            self._value_fn = torch.compile(trajectory_value, dynamic=False)
+            self._value_fn = torch.compile(shared_trajectory_value, dynamic=False)
             self._model_loss_fn = torch.compile(self._model_losses, dynamic=False)
             self._pi_loss_fn = torch.compile(self._pi_loss, dynamic=False)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -149,11 +150,17 @@ class QEnsemble(nn.Module):
 
     Each member is Linear -> dropout -> LN -> Mish -> Linear -> LN -> Mish -> Linear(1),
     the last layer zero-initialised (Q starts at 0 everywhere).
+
+    ``latent_dim``: the width of z in the input x = [z; a], needed by the evaluation-only
+    methods that take the first layer in parts (:meth:`at`).
     """
 
-    def __init__(self, num_q: int, d_in: int, hidden: int, dropout: float = 0.01) -> None:
+    def __init__(self, num_q: int, d_in: int, hidden: int, dropout: float = 0.01,
+                 latent_dim: int | None = None) -> None:
         super().__init__()
         self.num_q = num_q
+        self.hidden = hidden  # Python ints: traced as constants by the ONNX export
+        self.latent_dim = latent_dim
         self.l1 = EnsembleLinear(num_q, d_in, hidden)
         self.ln1 = EnsembleLayerNorm(num_q, hidden)
         self.l2 = EnsembleLinear(num_q, hidden, hidden)
@@ -183,6 +190,90 @@ class QEnsemble(nn.Module):
         h = mish(norm(self.ln1, self.dropout(lin(self.l1, x))))
         h = mish(norm(self.ln2, lin(self.l2, h)))
         return lin(self.out, h)
+
+    # -- evaluation only (no dropout): the first layer in parts, W [z; a] + b = W_z z + (W_a a
+    # + b), so that a latent shared by many rows is multiplied once (MPPI's start, and Q(z, a)
+    # beside Q(z, pi(z))) ------------------------------------------------------------------------
+    def _z_width(self) -> int:
+        if self.latent_dim is None:
+            raise ValueError("QEnsemble: the split first layer needs latent_dim")
+        return self.latent_dim
+
+    # the weights are sliced before the heads are gathered, so that the ONNX export folds the
+    # slices into constants and each call gathers only the part it multiplies
+    def first_z(self, z: Tensor, heads: Tensor) -> Tensor:
+        """W_z z of the first layer of ``heads``: (R, L) -> (K, R, hidden), without the bias."""
+        return torch.matmul(z, self.l1.weight[:, : self._z_width()][heads])
+
+    def first_a(self, a: Tensor, heads: Tensor) -> Tensor:
+        """W_a a + b of the first layer of ``heads``: (B, A) -> (K, B, hidden)."""
+        w = self.l1.weight[:, self._z_width():][heads]
+        return torch.matmul(a, w) + self.l1.bias[heads]
+
+    def rest(self, pre: Tensor, heads: Tensor) -> Tensor:
+        """Q of ``heads`` from their first layer's pre-activation (K, B, hidden) -> (K, B, 1)."""
+
+        def norm(layer: EnsembleLayerNorm, v: Tensor) -> Tensor:
+            v = F.layer_norm(v, (self.hidden,), eps=layer.eps)
+            return v * layer.weight[heads] + layer.bias[heads]
+
+        h = mish(norm(self.ln1, pre))
+        h = mish(norm(self.ln2, torch.matmul(h, self.l2.weight[heads]) + self.l2.bias[heads]))
+        return torch.matmul(h, self.out.weight[heads]) + self.out.bias[heads]
+
+    # one head at a time: the linear layers as F.linear with the bias inside and the
+    # normalisations with the head's affine inside (fused operators once exported)
+    def head_z(self, z: Tensor, k: int) -> Tensor:
+        """W_z z of head ``k``'s first layer: (R, L) -> (R, hidden), without the bias."""
+        return F.linear(z, self.l1.weight[k, : self._z_width()].t())
+
+    def head_a(self, a: Tensor, k: int) -> Tensor:
+        """W_a a + b of head ``k``'s first layer: (B, A) -> (B, hidden)."""
+        return F.linear(a, self.l1.weight[k, self._z_width():].t(), self.l1.bias[k, 0])
+
+    def head_rest(self, pre: Tensor, k: int) -> Tensor:
+        """Q of head ``k`` from its first layer's pre-activation: (B, hidden) -> (B, 1)."""
+
+        def norm(layer: EnsembleLayerNorm, v: Tensor) -> Tensor:
+            return F.layer_norm(v, (self.hidden,), layer.weight[k, 0], layer.bias[k, 0],
+                                layer.eps)
+
+        h = mish(norm(self.ln1, pre))
+        h = F.linear(h, self.l2.weight[k].t(), self.l2.bias[k, 0])
+        h = mish(norm(self.ln2, h))
+        return F.linear(h, self.out.weight[k].t(), self.out.bias[k, 0])
+
+    def every_head(self, x: Tensor) -> Tensor:
+        """Q of every head, one head at a time, at x = [z; a]: (B, in) -> (num_q, B, 1)."""
+        return torch.stack([
+            self.head_rest(F.linear(x, self.l1.weight[k].t(), self.l1.bias[k, 0]), k)
+            for k in range(self.num_q)])
+
+    def at(self, z: Tensor, actions: Sequence[Tensor], heads: Tensor,
+           unrolled: bool = False) -> Tensor:
+        """Q of ``heads`` at latents z (R, L), R = 1 (shared by every row) or N, for each
+        (N, A) batch of ``actions``, the batches one after the other: (K, len(actions) N, 1).
+
+        z's share of the first layer is computed once for all batches. ``unrolled`` (an
+        ensemble of two): both heads in index order, one at a time, whatever order ``heads``
+        names them in; for callers that take their min or mean, which do not depend on it.
+        """
+        a = torch.cat(list(actions))
+        if unrolled:
+            if self.num_q != 2:
+                raise ValueError(f"unrolled: needs an ensemble of two Q heads, got {self.num_q}")
+            out = []
+            for k in range(2):
+                pre = self.head_a(a, k)  # (len(actions) N, hidden)
+                zq = self.head_z(z, k)  # (R, hidden)
+                pre = (pre.reshape(len(actions), -1, self.hidden) + zq).reshape(pre.shape)
+                out.append(self.head_rest(pre, k))
+            return torch.stack(out)
+        zq = self.first_z(z, heads).unsqueeze(1)  # (K, 1, R, hidden)
+        pa = self.first_a(a, heads)  # (K, len(actions) N, hidden)
+        k = pa.shape[0]
+        pre = (pa.reshape(k, len(actions), -1, self.hidden) + zq).reshape(k, -1, self.hidden)
+        return self.rest(pre, heads)
 
 
 class ShiftAug(nn.Module):
