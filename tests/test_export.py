@@ -291,7 +291,7 @@ def test_cli_export_and_bench_planner(tiny_run, tmp_path, capsys, monkeypatch):
     assert m["graphs"]["value"]["q_heads"] == "gathered"
     capsys.readouterr()
     args = p.parse_args(["bench", "value-graph", "models/tiny", "models/tiny-ps", "--samples",
-                         "16", "--repeats", "3", "--out", "vg.json"])
+                         "16", "--repeats", "3", "--out", "vg.json", "--profile", "2"])
     assert args.func(args) == 0
     r = json.loads((tmp_path / "vg.json").read_text())
     assert [b["value_start"] for b in r["bundles"]] == ["shared", "per_sample"]
@@ -299,7 +299,14 @@ def test_cli_export_and_bench_planner(tiny_run, tmp_path, capsys, monkeypatch):
     assert r["bundles"][0]["speedup_vs_first"] == 1.0 and r["bundles"][1]["p50_ms"] > 0
     assert r["bundles"][1]["max_value_diff_vs_first"] <= TOLERANCE * max(1.0, r["value_scale"])
     assert r["value_scale"] > 0
-    assert "(start: per_sample, Q heads: gathered)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "(start: per_sample, Q heads: gathered)" in printed
+    # the profiles: the gathered graph gathers head weights and normalises both heads in one
+    # node; the unrolled one gathers none of them and normalises each head in its own node
+    shared, gathered = (b["profile"]["ops"] for b in r["bundles"])
+    assert "kernel time per call by operator" in printed and "LayerNormalization" in printed
+    assert gathered["Gather"]["nodes"] > shared.get("Gather", {"nodes": 0})["nodes"]
+    assert gathered["LayerNormalization"]["nodes"] < shared["LayerNormalization"]["nodes"]
     with pytest.raises(ValueError, match="two or more bundles"):
         args.func(p.parse_args(["bench", "value-graph", "models/tiny"]))
     assert not [f for f in os.listdir(tmp_path / "models") if f.startswith(".")]

@@ -556,3 +556,28 @@ def test_value_heads_layout_resolves_and_is_recorded(state_bundle, tmp_path):
     (bad / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(ValueError, match="graphs.value.q_heads must be one of"):
         load_bundle(bad)
+
+
+def test_profile_graph_sums_kernel_time_per_operator(state_bundle):
+    from wmil_core.runtime.profile import profile_graph
+
+    bundle = load_bundle(state_bundle)
+    h, n = bundle.value_horizon, 16
+    rng = np.random.default_rng(0)
+    feeds = {"z0": rng.random((1, bundle.latent_dim), dtype=np.float32),
+             "actions": rng.uniform(-1, 1, (h, n, 2)).astype(np.float32),
+             "value_eps": rng.standard_normal((h + 1, n, 2), dtype=np.float32),
+             "heads": np.tile(np.arange(2, dtype=np.int64), (h + 1, 1))}
+    prof = profile_graph(bundle.graphs["value"], feeds, calls=3)
+    ops = prof["ops"]
+    assert prof["calls"] == 3 and prof["kernel_ms_per_call"] > 0
+    assert sum(o["share"] for o in ops.values()) == pytest.approx(1.0)
+    assert sum(o["ms_per_call"] for o in ops.values()) == pytest.approx(
+        prof["kernel_ms_per_call"])
+    # nodes per call, in the shared-start two-head graph: pi (2 normalised hidden layers) at
+    # z_0..z_H, d (2 hidden + a normalised output) at H steps, 2 per Q head at H + 1 steps
+    assert ops["LayerNormalization"]["nodes"] == 2 * (h + 1) + 3 * h + 2 * 2 * (h + 1)
+    times = [o["ms_per_call"] for o in ops.values()]
+    assert times == sorted(times, reverse=True)  # largest first
+    with pytest.raises(ValueError, match="calls: must be >= 1"):
+        profile_graph(bundle.graphs["value"], feeds, calls=0)

@@ -258,20 +258,21 @@ def cmd_bench_planner(args: argparse.Namespace) -> int:
 
 
 def bench_value_graphs(bundles: list[str | Path], samples: int = 512, threads: int = 1,
-                       repeats: int = 60, seed: int = 0,
-                       out: str | Path | None = None) -> dict[str, Any]:
+                       repeats: int = 60, seed: int = 0, out: str | Path | None = None,
+                       profile: int = 0) -> dict[str, Any]:
     """Time the fused value graphs of two or more bundles of one model on the same inputs.
 
     The graphs run in turn (one call each per round, ``repeats`` rounds), so that the
     machine's load hits them alike; medians and their ratio to the first bundle's. The inputs
     are an MPPI iteration's (one start shared by every sample), and the returns of each are
-    compared with the first's.
+    compared with the first's. ``profile`` > 0: afterwards, each graph's kernel time per
+    operator type over that many calls (:func:`wmil_core.runtime.profile.profile_graph`).
     """
     from wmil_core.runtime import Planner, load_bundle
 
-    if len(bundles) < 2 or samples < 1 or repeats < 1 or threads < 0:
+    if len(bundles) < 2 or samples < 1 or repeats < 1 or threads < 0 or profile < 0:
         raise ValueError("bench value-graph: two or more bundles, samples and repeats >= 1, "
-                         "threads >= 0")
+                         "threads and profile >= 0")
     planners = []
     for path in bundles:
         b = load_bundle(path)
@@ -316,6 +317,14 @@ def bench_value_graphs(bundles: list[str | Path], samples: int = 512, threads: i
                     for p, m, t, v in zip(planners, med, times, values)],
         "value_scale": float(np.abs(values[0]).max()),
     }
+    if profile:
+        from wmil_core.runtime.profile import profile_graph
+
+        for p, row in zip(planners, result["bundles"]):
+            start = z0[:1] if p.bundle.value_start == "shared" else z0
+            feeds = {"z0": start, "actions": acts, "value_eps": eps, "heads": heads}
+            row["profile"] = profile_graph(p.bundle.graphs["value"], feeds, profile,
+                                           threads or 1)
     if out:
         atomic_write(out, json.dumps(result, indent=2))
     return result
@@ -324,7 +333,7 @@ def bench_value_graphs(bundles: list[str | Path], samples: int = 512, threads: i
 def cmd_bench_value_graph(args: argparse.Namespace) -> int:
     """Fused value graphs of several bundles, alternating; print and save JSON."""
     r = bench_value_graphs(args.bundles, args.samples, args.threads, args.repeats,
-                           out=args.out)
+                           out=args.out, profile=args.profile)
     print(f"fused value graph, {r['samples']} samples x horizon {r['horizon']}, "
           f"{r['threads']} thread(s), {r['repeats']} alternating calls each (medians):")
     for b in r["bundles"]:
@@ -333,6 +342,20 @@ def cmd_bench_value_graph(args: argparse.Namespace) -> int:
               f"p99 {b['p99_ms']:.2f} ms, {b['speedup_vs_first']:.2f}x the first; values "
               f"within {b['max_value_diff_vs_first']:.1e} of the first's "
               f"(largest |value| {r['value_scale']:.3g})")
+    profiled = [b for b in r["bundles"] if "profile" in b]
+    if profiled:
+        ops = list(dict.fromkeys(op for b in profiled for op in b["profile"]["ops"]))
+        print(f"kernel time per call by operator (onnxruntime profiler, "
+              f"{profiled[0]['profile']['calls']} calls; ms, share, nodes), bundles in order:")
+        for op in ops:
+            cells = []
+            for b in profiled:
+                o = b["profile"]["ops"].get(op)
+                cells.append(f"{o['ms_per_call']:8.3f} {100 * o['share']:5.1f}% {o['nodes']:4d}"
+                             if o else f"{'-':>8s} {'':6s} {'':4s}")
+            print(f"  {op:20s} " + "   ".join(cells))
+        print(f"  {'total':20s} " + "   ".join(
+            f"{b['profile']['kernel_ms_per_call']:8.3f} {'':6s} {'':4s}" for b in profiled))
     if args.out:
         print(f"wrote {args.out}")
     return 0
@@ -380,4 +403,7 @@ def add_commands(sub: Any, bench_sub: Any) -> None:
     bv.add_argument("--threads", type=int, default=1, help="intra-op threads (0: default)")
     bv.add_argument("--repeats", type=int, default=60, help="timed calls of each")
     bv.add_argument("--out", default=None, help="JSON file")
+    bv.add_argument("--profile", type=int, default=0, metavar="CALLS",
+                    help="then profile each graph over CALLS calls with onnxruntime's profiler "
+                         "and print its kernel time per operator type (0: no)")
     bv.set_defaults(func=cmd_bench_value_graph)
