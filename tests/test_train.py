@@ -298,3 +298,30 @@ def test_steps_axis_labels_thousands_readably():
     assert len(ax.xaxis.get_major_locator().tick_values(0, 150000)) <= 7
     assert ax.get_xlabel() == "environment steps"
     plt.close(fig)
+
+
+def test_bench_speed_per_sample_value_baseline_plans_the_old_way(tmp_path, monkeypatch):
+    from wmil_core import planning
+    from wmil_core.agents import iqmpc
+    from wmil_core.bench import speed
+
+    calls = {"shared": 0, "per_sample": 0}
+    shared, per_sample = planning.shared_trajectory_value, planning.trajectory_value
+
+    def count(name, fn):
+        def wrapped(*a, **k):
+            calls[name] += 1
+            return fn(*a, **k)
+        return wrapped
+
+    monkeypatch.setattr(iqmpc, "shared_trajectory_value", count("shared", shared))
+    monkeypatch.setattr(planning, "trajectory_value", count("per_sample", per_sample))
+    r = speed("cpu", updates=1, plans=2, threads=1, out=tmp_path / "a.json",
+              per_sample_value=True, overrides={"planner": {"num_samples": 16, "num_pi_trajs": 2,
+                                                             "num_elites": 4, "iterations": 2}})
+    # warm-up plan + 2 timed plans, 2 iterations each, for each agent
+    assert calls == {"shared": 6, "per_sample": 6}
+    assert r["per_sample_value_baseline"] and r["per_sample_value"]["plan"]["n"] == 2
+    assert r["speedup_vs_per_sample_value"]["plan"]["median_paired"] > 0
+    with pytest.raises(ValueError, match="one baseline at a time"):
+        speed("cpu", updates=1, plans=1, autograd_mish=True, per_sample_value=True)

@@ -19,7 +19,8 @@ from wmil_core.timing import latency_stats, paired_ratios
 def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updates: int = 20,
           plans: int = 50, threads: int = 0, seed: int = 0,
           out: str | Path | None = None, compile: bool = False,
-          autograd_mish: bool = False, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+          autograd_mish: bool = False, overrides: dict[str, Any] | None = None,
+          per_sample_value: bool = False) -> dict[str, Any]:
     """Time IQ-MPC updates and planning steps for ``preset`` on ``task``'s observation spec.
 
     ``overrides``: changes to the preset's IQ-MPC config (e.g. ``{"grad_pen": 0.6}``).
@@ -30,9 +31,13 @@ def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updat
     observations (compilation happens in the untimed warm-up and is reported), so that the
     speed-up is a ratio measured in one window. ``autograd_mish``: the same way, times the
     agent against a twin whose Mish backward is autograd's chain (the hand-written one off).
+    ``per_sample_value``: the same way, against a twin (compiled alike) whose planner values
+    every sample from its own copy of the start (``planning.trajectory_value``) instead of
+    doing the start's work once (``planning.shared_trajectory_value``, the agent's own).
     """
     from wmil_core.agents.iqmpc import IQMPC
     from wmil_core.buffer import EpisodeBuffer
+    from wmil_core.planning import trajectory_value
     from wmil_core.presets import agent_config
     from wmil_core.tasks import make_env
 
@@ -41,19 +46,25 @@ def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updat
     env = make_env(task, obs, seed=seed)  # type: ignore[arg-type]
     spec = env.obs_spec()
     a_dim = int(env.action_space.shape[0])
-    if compile and autograd_mish:
-        raise ValueError("compare with one baseline at a time: --compile or --autograd-mish")
-    # variant label -> (compile, hand-written Mish backward); the first is the one reported
-    variants = {"main": (compile, True)}
-    base = "eager" if compile else "autograd_mish" if autograd_mish else None
+    if sum([compile and not per_sample_value, autograd_mish, per_sample_value]) > 1:
+        raise ValueError("compare with one baseline at a time: --compile (against eager), "
+                         "--autograd-mish or --per-sample-value")
+    # variant label -> (compile, hand-written Mish backward, shared-start planner value);
+    # the first is the one reported
+    variants = {"main": (compile, True, True)}
+    base = ("per_sample_value" if per_sample_value else "eager" if compile
+            else "autograd_mish" if autograd_mish else None)
     if base:
-        variants[base] = (False, not autograd_mish)
+        variants[base] = (compile and per_sample_value, not autograd_mish, not per_sample_value)
     agents = {}
-    for label, (c, _) in variants.items():
+    for label, (c, _, shared) in variants.items():
         torch.manual_seed(seed)
         cfg = agent_config(preset, {**(overrides or {}), "compile": c})
         agents[label] = IQMPC({k: tuple(v["shape"]) for k, v in spec.items()}, a_dim,
                               env.episode_length, cfg, seed=seed)
+        if not shared:  # the baseline's planner: every sample from its own copy of the start
+            agents[label]._value_fn = (torch.compile(trajectory_value, dynamic=False) if c
+                                       else trajectory_value)
     cfg = agents["main"].cfg
 
     def run(label: str, times: list[float], fn: Any, *args: Any) -> Any:
@@ -110,6 +121,7 @@ def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updat
         "batch_per_buffer": b,
         "compiled": compile,
         "autograd_mish_baseline": autograd_mish,
+        "per_sample_value_baseline": per_sample_value,
         "warmup_s": warmup_s["main"],  # 3 updates and a plan, including compilation
         "planner": f"{p.num_samples} samples x {p.iterations_for(a_dim)} iterations x "
                    f"horizon {p.horizon}",

@@ -260,11 +260,13 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
     """Updates/s and planning latency of a preset."""
     from wmil_core.bench import speed
 
-    suffix = "-compiled" if args.compile else "-vs-autograd-mish" if args.autograd_mish else ""
+    suffix = ("-compiled" if args.compile else "") + (
+        "-vs-per-sample-value" if args.per_sample_value
+        else "-vs-autograd-mish" if args.autograd_mish else "")
     out = args.out or f"bench/speed-{args.preset}{suffix}.json"
     r = speed(args.preset, args.task, args.obs, args.updates, args.plans, args.threads,
               out=out, compile=args.compile, autograd_mish=args.autograd_mish,
-              overrides=args.agent)
+              overrides=args.agent, per_sample_value=args.per_sample_value)
     print(f"preset {r['preset']}"
           + (f" with {json.dumps(r['agent_overrides'])}" if r["agent_overrides"] else "")
           + f" on {r['task']} ({r['obs']}), {r['threads']} threads, "
@@ -273,7 +275,12 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
     print(f"  update: p50 {r['update']['p50_ms']:.1f} ms  p99 {r['update']['p99_ms']:.1f} ms  "
           f"({r['updates_per_s']:.2f} updates/s)")
     print(f"  plan:   p50 {r['plan']['p50_ms']:.1f} ms  p99 {r['plan']['p99_ms']:.1f} ms")
-    if r["compiled"]:
+    if r["per_sample_value_baseline"]:
+        e, x = r["per_sample_value"], r["speedup_vs_per_sample_value"]
+        print(f"  per-sample planner value, alternating with it: plan p50 "
+              f"{e['plan']['p50_ms']:.1f} ms; shared-start speed-up (median of paired ratios) "
+              f"plan {x['plan']['median_paired']:.2f}x")
+    elif r["compiled"]:
         e, x = r["eager"], r["speedup_vs_eager"]
         print(f"  eager, alternating with it: update p50 {e['update']['p50_ms']:.1f} ms, plan p50 "
               f"{e['plan']['p50_ms']:.1f} ms; compiled speed-up (median of paired ratios) "
@@ -434,6 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help='IQ-MPC overrides of the preset as JSON, e.g. \'{"grad_pen": 0.6}\'')
     bs.add_argument("--autograd-mish", action="store_true",
                     help="also time a twin agent using autograd's Mish backward, alternating")
+    bs.add_argument("--per-sample-value", dest="per_sample_value", action="store_true",
+                    help="also time a twin agent (compiled alike) whose planner values each "
+                         "sample from its own copy of the start, alternating")
     bs.add_argument("--out", default=None)
     bs.set_defaults(func=cmd_bench_speed)
 
