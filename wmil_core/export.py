@@ -46,7 +46,7 @@ from torch import Tensor, nn
 
 from wmil_core.config import atomic_write, to_dict
 from wmil_core.nn.layers import QEnsemble, simnorm
-from wmil_core.planning import shared_trajectory_value, trajectory_value
+from wmil_core.planning import returns_from, shared_trajectory_value, trajectory_value
 from wmil_core.runtime.bundle import (
     FORMAT_VERSION,
     GRAPH_IO,
@@ -227,35 +227,13 @@ class ValueGraph(nn.Module):
     def forward(self, z0: Tensor, actions: Tensor, value_eps: Tensor,  # noqa: D102
                 heads: Tensor) -> Tensor:
         m = self.model
-        gamma, beta, horizon = self.gamma, self.beta, self.horizon
+        gamma, beta = self.gamma, self.beta
         if self.shared_start:
             return shared_trajectory_value(m, z0, actions, gamma, beta, value_eps, heads)
-        n = actions.shape[1]
         _, log_pi = m.pi_sample(z0, value_eps[0])  # entropy term at z_0
         q_za = self._q_at(z0, [actions[0]], heads[0]).amin(0)  # Q(z_0, a_0): (N, 1)
-        z = m.next(z0, actions[0])
-        g = torch.zeros_like(q_za)
-        discount = 1.0
-        for t in range(horizon):  # z is z_{t+1}
-            if t > 0:
-                z = m.next(z, actions[t])
-            a_pi, log_pi_next = m.pi_sample(z, value_eps[t + 1])
-            if t + 1 < horizon:  # Q(z_{t+1}, a_{t+1}) and Q(z_{t+1}, pi) in one call
-                qs = self._q_at(z, [actions[t + 1], a_pi], heads[t + 1])  # (2, 2N, 1)
-                q_min = qs.amin(0)
-                q_next_a, q_next_pi = q_min[:n], q_min[n:]
-            else:
-                qs = self._q_at(z, [a_pi], heads[t + 1])  # (2, N, 1)
-                q_next_pi = qs.amin(0)
-            v_next = q_next_pi - beta * log_pi_next
-            r = q_za - gamma * v_next
-            g = g + discount * (r - beta * log_pi)
-            discount *= gamma
-            log_pi = log_pi_next
-            if t + 1 < horizon:
-                q_za = q_next_a
-        v_terminal = qs.mean(0) - beta * log_pi  # average of the two heads at z_H
-        return g + discount * v_terminal
+        return returns_from(m, m.next(z0, actions[0]), q_za, log_pi, actions, gamma, beta,
+                            value_eps, heads, self._q_at)
 
     def _q_at(self, z: Tensor, actions: list[Tensor], heads: Tensor) -> Tensor:
         """Q of ``heads`` at the N latents ``z`` for each (N, A) batch of ``actions``, the

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from wmil_core.planner_config import PlannerConfig
 
-__all__ = ["PlanNoise", "PlanResult", "PlannerConfig", "plan", "sample_noise",
+__all__ = ["PlanNoise", "PlanResult", "PlannerConfig", "plan", "returns_from", "sample_noise",
            "shared_trajectory_value", "trajectory_value"]
 
 
@@ -81,38 +81,54 @@ def sample_noise(cfg: PlannerConfig, action_dim: int, num_q: int,
     )
 
 
+QAt = Callable[[Tensor, list[Tensor], Tensor], Tensor]
+
+
+def returns_from(model: PlanningModel, z1: Tensor, q_za: Tensor, log_pi: Tensor,
+                 actions: Tensor, gamma: float, beta: float, value_eps: Tensor, heads: Tensor,
+                 q_at: QAt) -> Tensor:
+    """G of each sequence (module docstring) given its first step: ``z1`` = z_1, ``q_za`` =
+    Q(z_0, a_0) (min of the two heads, (N, 1)), ``log_pi`` = log pi at z_0 (N, 1).
+
+    ``q_at(z, batches, heads)``: Q of the two heads at latents z for each (N, A) action batch,
+    the batches one after the other along the rows, (2, len(batches) N, 1). The stacked rows
+    are sliced with N (which a tracer keeps dynamic, where ``split`` would bake it in).
+    """
+    horizon, n = actions.shape[0], actions.shape[1]
+    z = z1
+    g = torch.zeros_like(q_za)
+    discount = 1.0
+    for t in range(horizon):  # z is z_{t+1}
+        if t > 0:
+            z = model.next(z, actions[t])
+        a_pi, log_pi_next = model.pi_sample(z, value_eps[t + 1])
+        last = t + 1 == horizon  # else Q(z_{t+1}, a_{t+1}) and Q(z_{t+1}, pi) in one call
+        qs = q_at(z, [a_pi] if last else [actions[t + 1], a_pi], heads[t + 1])
+        q_min = qs.amin(0)
+        v_next = (q_min if last else q_min[n:]) - beta * log_pi_next
+        r = q_za - gamma * v_next
+        g = g + discount * (r - beta * log_pi)
+        discount *= gamma
+        log_pi = log_pi_next
+        if not last:
+            q_za = q_min[:n]
+    v_terminal = qs.mean(0) - beta * log_pi  # average of the two heads at z_H
+    return g + discount * v_terminal
+
+
 def trajectory_value(model: PlanningModel, z0: Tensor, actions: Tensor, gamma: float,
                      beta: float, value_eps: Tensor, heads: Tensor) -> Tensor:
     """Return G of each action sequence (see module docstring).
 
     z0: (N, L); actions: (H, N, A); value_eps: (H + 1, N, A); heads: (H + 1, 2) -> (N, 1).
     """
-    horizon, n = actions.shape[0], actions.shape[1]
-    z = z0
-    _, log_pi = model.pi_sample(z, value_eps[0])  # entropy term at z_0
-    q_za = model.Q_heads(z, actions[0], heads[0]).amin(0)  # Q(z_0, a_0): (N, 1)
-    g = torch.zeros(n, 1, dtype=z0.dtype, device=z0.device)
-    discount = 1.0
-    for t in range(horizon):
-        z = model.next(z, actions[t])  # z_{t+1}
-        a_pi, log_pi_next = model.pi_sample(z, value_eps[t + 1])
-        if t + 1 < horizon:  # Q(z_{t+1}, a_{t+1}) and Q(z_{t+1}, pi) in one call
-            qs = model.Q_heads(torch.cat([z, z]), torch.cat([actions[t + 1], a_pi]),
-                               heads[t + 1])  # (2, 2N, 1)
-            q_next_a, q_next_pi = qs.amin(0).split(n)
-        else:
-            qs = model.Q_heads(z, a_pi, heads[t + 1])  # (2, N, 1)
-            q_next_pi = qs.amin(0)
-            q_next_a = None
-        v_next = q_next_pi - beta * log_pi_next
-        r = q_za - gamma * v_next
-        g = g + discount * (r - beta * log_pi)
-        discount *= gamma
-        log_pi = log_pi_next
-        if q_next_a is not None:
-            q_za = q_next_a
-    v_terminal = qs.mean(0) - beta * log_pi  # average of the two heads at z_H
-    return g + discount * v_terminal
+    def q_at(z: Tensor, batches: list[Tensor], hd: Tensor) -> Tensor:
+        return model.Q_heads(torch.cat([z] * len(batches)), torch.cat(batches), hd)
+
+    _, log_pi = model.pi_sample(z0, value_eps[0])  # entropy term at z_0
+    q_za = model.Q_heads(z0, actions[0], heads[0]).amin(0)  # Q(z_0, a_0): (N, 1)
+    return returns_from(model, model.next(z0, actions[0]), q_za, log_pi, actions, gamma, beta,
+                        value_eps, heads, q_at)
 
 
 class SharedStartModel(PlanningModel, Protocol):
@@ -140,33 +156,12 @@ def shared_trajectory_value(model: SharedStartModel, z0: Tensor, actions: Tensor
     returns as :func:`trajectory_value` up to float rounding (tested); the exported
     ``value.onnx`` of a shared-start bundle traces this function.
     """
-    horizon, n = actions.shape[0], actions.shape[1]
     z0 = z0[:1]
     _, log_pi = model.pi_sample(z0, value_eps[0])  # entropy term at z_0: (N, 1)
     q_za = model.Q_at(z0, [actions[0]], heads[0]).amin(0)  # Q(z_0, a_0): (N, 1)
-    z = model.next_from(model.next_z_part(z0), actions[0])  # z_1
-    g = torch.zeros_like(q_za)
-    discount = 1.0
-    for t in range(horizon):  # z is z_{t+1}
-        if t > 0:
-            z = model.next(z, actions[t])
-        a_pi, log_pi_next = model.pi_sample(z, value_eps[t + 1])
-        if t + 1 < horizon:  # Q(z_{t+1}, a_{t+1}) and Q(z_{t+1}, pi) sharing z's part
-            qs = model.Q_at(z, [actions[t + 1], a_pi], heads[t + 1])  # (2, 2N, 1)
-            q_min = qs.amin(0)
-            q_next_a, q_next_pi = q_min[:n], q_min[n:]  # slices: the tracer keeps N dynamic
-        else:
-            qs = model.Q_at(z, [a_pi], heads[t + 1])  # (2, N, 1)
-            q_next_pi = qs.amin(0)
-        v_next = q_next_pi - beta * log_pi_next
-        r = q_za - gamma * v_next
-        g = g + discount * (r - beta * log_pi)
-        discount *= gamma
-        log_pi = log_pi_next
-        if t + 1 < horizon:
-            q_za = q_next_a
-    v_terminal = qs.mean(0) - beta * log_pi  # average of the two heads at z_H
-    return g + discount * v_terminal
+    z1 = model.next_from(model.next_z_part(z0), actions[0])
+    return returns_from(model, z1, q_za, log_pi, actions, gamma, beta, value_eps, heads,
+                        model.Q_at)
 
 
 @dataclasses.dataclass
