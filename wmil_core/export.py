@@ -222,7 +222,6 @@ class ValueGraph(nn.Module):
         self.model = TraceableModel(model, every_head=every_head)
         self.gamma, self.beta, self.horizon = gamma, beta, horizon
         self.shared_start = shared_start
-        self.every_head = every_head
 
     def forward(self, z0: Tensor, actions: Tensor, value_eps: Tensor,  # noqa: D102
                 heads: Tensor) -> Tensor:
@@ -239,7 +238,7 @@ class ValueGraph(nn.Module):
         """Q of ``heads`` at the N latents ``z`` for each (N, A) batch of ``actions``, the
         batches one after the other along the rows, each row whole: (K, len(actions) N, 1)."""
         x = torch.cat([torch.cat([z] * len(actions)), torch.cat(actions)], -1)
-        if self.every_head:  # both heads, whichever order ``heads`` names them in
+        if self.model.every_head:  # both heads, whichever order ``heads`` names them in
             return self.model.model._Qs.every_head(x)
         return self.model.q_heads(x, heads)
 
