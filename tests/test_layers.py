@@ -99,6 +99,45 @@ def test_mish_hand_written_backward_passes_gradcheck():
         assert torch.allclose(mish(x), nn.functional.mish(x), atol=1e-12)
 
 
+def test_fused_mish_kernels_compute_what_the_eager_ops_do():
+    from wmil_core.nn import layers
+
+    assert layers.FUSED_MISH  # on by default where torch.compile can build kernels
+    x = (torch.randn(96, 384) * 8).requires_grad_(True)  # above the no-grad size threshold
+    g = torch.randn(96, 384)
+    y = layers.mish(x)
+    assert type(y.grad_fn).__name__ == "_FusedMishFnBackward"
+    (dx,) = torch.autograd.grad(y, x, g)
+    ref = nn.functional.mish(x)
+    (dref,) = torch.autograd.grad(ref, x, g)
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(dx, dref, rtol=1e-5, atol=1e-5)
+    assert set(layers._FUSED) == {"value", "value_and_slope"}
+    with torch.no_grad():
+        big, small = torch.randn(4, 96, 384) * 8, torch.randn(3, 5)
+        torch.testing.assert_close(layers.mish(big), nn.functional.mish(big), rtol=1e-5,
+                                   atol=1e-6)
+        assert layers.mish(big).shape == big.shape
+        torch.testing.assert_close(layers.mish(small), nn.functional.mish(small))
+
+
+def test_fused_mish_falls_back_to_eager_ops_when_kernels_cannot_be_built(monkeypatch):
+    from wmil_core.nn import layers
+
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("no C++ compiler found\nlong details")
+
+    monkeypatch.setattr(layers, "_FUSED", {})
+    monkeypatch.setattr(layers, "FUSED_MISH", True)
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    x = (torch.randn(96, 384) * 8).requires_grad_(True)
+    with pytest.warns(UserWarning, match="fused Mish kernels unavailable.*no C\\+\\+ compiler"):
+        y = layers.mish(x)
+    assert not layers.FUSED_MISH and layers._FUSED == {}
+    assert type(y.grad_fn).__name__ == "_MishFnBackward"
+    torch.testing.assert_close(y, nn.functional.mish(x), rtol=1e-5, atol=1e-6)
+
+
 def test_gradient_penalty_update_is_the_same_with_either_mish_backward(monkeypatch):
     """The penalty differentiates dQ/dx: the hand-written backward must be differentiable."""
     from wmil_core.agents.iqmpc import IQMPC, IQMPCConfig
@@ -158,3 +197,46 @@ def test_q_ensemble_at_shares_the_latent_part_of_the_first_layer(rows):
                     q.at(z, [a1], heads, unrolled=True)
     with pytest.raises(ValueError, match="needs latent_dim"):
         QEnsemble(2, 6, 8).at(z, [a1], heads)
+
+
+def test_drop_positions_are_independent_bernoulli_draws():
+    from wmil_core.nn.layers import drop_positions
+
+    torch.manual_seed(0)
+    n, p, rounds = 40, 0.05, 6000
+    hits = torch.zeros(rounds, n)
+    for r in range(rounds):
+        pos = drop_positions(n, p)
+        assert pos.numel() == pos.unique().numel() and (pos >= 0).all() and (pos < n).all()
+        hits[r, pos] = 1.0
+    sd = math.sqrt(p * (1 - p) / rounds)
+    freq = hits.mean(0)  # every position dropped with probability p
+    assert (freq - p).abs().max() < 5 * sd
+    both = (hits[:, :-1] * hits[:, 1:]).mean()  # neighbours independent: p^2, not p
+    assert abs(both.item() - p * p) < 5 * math.sqrt(p * p / (rounds * (n - 1)))
+    count = hits.sum(1)  # binomial count per draw
+    assert abs(count.var().item() - n * p * (1 - p)) < 0.1 * n * p * (1 - p)
+    big = drop_positions(2_000_000, 0.01)  # several rounds of gaps are joined correctly
+    assert abs(big.numel() - 20_000) < 6 * math.sqrt(20_000 * 0.99)
+    assert torch.all(big[1:] > big[:-1])
+
+
+def test_sparse_dropout_masks_scales_and_differentiates_like_dropout():
+    from wmil_core.nn.layers import Dropout
+
+    torch.manual_seed(1)
+    drop = Dropout(0.02).train()
+    x = (torch.rand(3, 200, 64) + 0.5).requires_grad_(True)  # no zeros of its own
+    y = drop(x)
+    kept = y != 0
+    assert 0.01 < 1 - kept.float().mean().item() < 0.03
+    torch.testing.assert_close(y[kept], (x / 0.98)[kept])
+    g = torch.randn_like(y).requires_grad_(True)
+    (dx,) = torch.autograd.grad(y, x, g, create_graph=True)
+    torch.testing.assert_close(dx, g * kept / 0.98)
+    # differentiable again (gradient penalties differentiate through the Q heads)
+    (ddx,) = torch.autograd.grad((dx * x).sum(), g)
+    torch.testing.assert_close(ddx, x * kept / 0.98)
+    assert torch.equal(drop.eval()(x), x)
+    dense = Dropout(0.5).train()(x)  # large p: nn.Dropout's own mask
+    assert 0.4 < (dense == 0).float().mean().item() < 0.6

@@ -267,8 +267,8 @@ def test_bench_speed_autograd_mish_baseline_times_a_twin_without_the_hand_backwa
     from wmil_core.nn import layers
 
     calls = []
-    real = layers._MishFn.apply
-    monkeypatch.setattr(layers._MishFn, "apply", lambda x: calls.append(1) or real(x))
+    for fn in (layers._MishFn, layers._FusedMishFn):  # hand-written, eager or fused
+        monkeypatch.setattr(fn, "apply", lambda x, real=fn.apply: calls.append(1) or real(x))
     speed("cpu", updates=2, plans=1, threads=1, out=tmp_path / "a.json")
     alone = len(calls)
     calls.clear()
@@ -280,6 +280,27 @@ def test_bench_speed_autograd_mish_baseline_times_a_twin_without_the_hand_backwa
     assert r["speedup_vs_autograd_mish"]["update"]["median_paired"] > 0
     with pytest.raises(ValueError, match="one baseline at a time"):
         speed("cpu", updates=1, plans=1, compile=True, autograd_mish=True)
+
+
+def test_bench_speed_eager_mish_baseline_times_a_twin_without_the_fused_kernels(
+        tmp_path, monkeypatch):
+    from wmil_core.bench import speed
+    from wmil_core.nn import layers
+
+    calls = []
+    real = layers._FusedMishFn.apply
+    monkeypatch.setattr(layers._FusedMishFn, "apply", lambda x: calls.append(1) or real(x))
+    speed("cpu", updates=2, plans=1, threads=1, out=tmp_path / "a.json")
+    alone = len(calls)
+    calls.clear()
+    r = speed("cpu", updates=2, plans=1, threads=1, out=tmp_path / "b.json", eager_mish=True)
+    assert alone > 0 and len(calls) == alone  # the twin never took the fused kernels
+    assert layers.FUSED_MISH  # restored
+    assert r["fused_mish"] and r["eager_mish_baseline"]
+    assert r["eager_mish"]["update"]["n"] == 2
+    assert r["speedup_vs_eager_mish"]["plan"]["median_paired"] > 0
+    with pytest.raises(ValueError, match="one baseline at a time"):
+        speed("cpu", updates=1, plans=1, eager_mish=True, autograd_mish=True)
 
 
 def test_steps_axis_labels_thousands_readably():

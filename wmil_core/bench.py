@@ -20,7 +20,7 @@ def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updat
           plans: int = 50, threads: int = 0, seed: int = 0,
           out: str | Path | None = None, compile: bool = False,
           autograd_mish: bool = False, overrides: dict[str, Any] | None = None,
-          per_sample_value: bool = False) -> dict[str, Any]:
+          per_sample_value: bool = False, eager_mish: bool = False) -> dict[str, Any]:
     """Time IQ-MPC updates and planning steps for ``preset`` on ``task``'s observation spec.
 
     ``overrides``: changes to the preset's IQ-MPC config (e.g. ``{"grad_pen": 0.6}``).
@@ -34,6 +34,8 @@ def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updat
     ``per_sample_value``: the same way, against a twin (compiled alike) whose planner values
     every sample from its own copy of the start (``planning.trajectory_value``) instead of
     doing the start's work once (``planning.shared_trajectory_value``, the agent's own).
+    ``eager_mish``: the same way, against a twin whose Mish runs as eager element-wise ops
+    instead of the fused kernels (``layers.FUSED_MISH`` off).
     """
     from wmil_core.agents.iqmpc import IQMPC
     from wmil_core.buffer import EpisodeBuffer
@@ -46,18 +48,22 @@ def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updat
     env = make_env(task, obs, seed=seed)  # type: ignore[arg-type]
     spec = env.obs_spec()
     a_dim = int(env.action_space.shape[0])
-    if sum([compile and not per_sample_value, autograd_mish, per_sample_value]) > 1:
+    baselines = [compile and not (per_sample_value or eager_mish), autograd_mish,
+                 per_sample_value, eager_mish]
+    if sum(baselines) > 1:
         raise ValueError("compare with one baseline at a time: --compile (against eager), "
-                         "--autograd-mish or --per-sample-value")
-    # variant label -> (compile, hand-written Mish backward, shared-start planner value);
-    # the first is the one reported
-    variants = {"main": (compile, True, True)}
-    base = ("per_sample_value" if per_sample_value else "eager" if compile
-            else "autograd_mish" if autograd_mish else None)
+                         "--autograd-mish, --per-sample-value or --eager-mish")
+    # variant label -> (compile, hand-written Mish backward, shared-start planner value,
+    # fused Mish kernels); the first is the one reported
+    fused = layers.FUSED_MISH
+    variants = {"main": (compile, True, True, fused)}
+    base = ("per_sample_value" if per_sample_value else "eager_mish" if eager_mish
+            else "eager" if compile else "autograd_mish" if autograd_mish else None)
     if base:
-        variants[base] = (compile and per_sample_value, not autograd_mish, not per_sample_value)
+        variants[base] = (compile and (per_sample_value or eager_mish), not autograd_mish,
+                          not per_sample_value, fused and not eager_mish)
     agents = {}
-    for label, (c, _, shared) in variants.items():
+    for label, (c, _, shared, _) in variants.items():
         torch.manual_seed(seed)
         cfg = agent_config(preset, {**(overrides or {}), "compile": c})
         agents[label] = IQMPC({k: tuple(v["shape"]) for k, v in spec.items()}, a_dim,
@@ -68,8 +74,9 @@ def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updat
     cfg = agents["main"].cfg
 
     def run(label: str, times: list[float], fn: Any, *args: Any) -> Any:
-        """Call ``fn`` with ``label``'s Mish backward, appending its time (ms) to ``times``."""
+        """Call ``fn`` with ``label``'s Mish, appending its time (ms) to ``times``."""
         layers.HAND_MISH_BACKWARD = variants[label][1]
+        layers.FUSED_MISH = variants[label][3]
         try:
             t = time.perf_counter()
             out = fn(*args)
@@ -77,6 +84,7 @@ def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updat
             return out
         finally:
             layers.HAND_MISH_BACKWARD = True
+            layers.FUSED_MISH = fused
 
     rng = np.random.default_rng(seed)
     h = cfg.planner.horizon
@@ -122,6 +130,8 @@ def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updat
         "compiled": compile,
         "autograd_mish_baseline": autograd_mish,
         "per_sample_value_baseline": per_sample_value,
+        "eager_mish_baseline": eager_mish,
+        "fused_mish": fused,
         "warmup_s": warmup_s["main"],  # 3 updates and a plan, including compilation
         "planner": f"{p.num_samples} samples x {p.iterations_for(a_dim)} iterations x "
                    f"horizon {p.horizon}",

@@ -262,11 +262,13 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
 
     suffix = ("-compiled" if args.compile else "") + (
         "-vs-per-sample-value" if args.per_sample_value
+        else "-vs-eager-mish" if args.eager_mish
         else "-vs-autograd-mish" if args.autograd_mish else "")
     out = args.out or f"bench/speed-{args.preset}{suffix}.json"
     r = speed(args.preset, args.task, args.obs, args.updates, args.plans, args.threads,
               out=out, compile=args.compile, autograd_mish=args.autograd_mish,
-              overrides=args.agent, per_sample_value=args.per_sample_value)
+              overrides=args.agent, per_sample_value=args.per_sample_value,
+              eager_mish=args.eager_mish)
     print(f"preset {r['preset']}"
           + (f" with {json.dumps(r['agent_overrides'])}" if r["agent_overrides"] else "")
           + f" on {r['task']} ({r['obs']}), {r['threads']} threads, "
@@ -279,6 +281,12 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
         e, x = r["per_sample_value"], r["speedup_vs_per_sample_value"]
         print(f"  per-sample planner value, alternating with it: plan p50 "
               f"{e['plan']['p50_ms']:.1f} ms; shared-start speed-up (median of paired ratios) "
+              f"plan {x['plan']['median_paired']:.2f}x")
+    elif r["eager_mish_baseline"]:
+        e, x = r["eager_mish"], r["speedup_vs_eager_mish"]
+        print(f"  eager Mish ops, alternating with it: update p50 {e['update']['p50_ms']:.1f} ms, "
+              f"plan p50 {e['plan']['p50_ms']:.1f} ms; fused-Mish speed-up (median of paired "
+              f"ratios) update {x['update']['median_paired']:.2f}x, "
               f"plan {x['plan']['median_paired']:.2f}x")
     elif r["compiled"]:
         e, x = r["eager"], r["speedup_vs_eager"]
@@ -439,6 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--compile", action="store_true", help="torch.compile update and planner")
     bs.add_argument("--agent", type=json_object, default={},
                     help='IQ-MPC overrides of the preset as JSON, e.g. \'{"grad_pen": 0.6}\'')
+    bs.add_argument("--eager-mish", action="store_true",
+                    help="also time a twin agent whose Mish runs as eager element-wise ops "
+                         "instead of the fused kernels, alternating")
     bs.add_argument("--autograd-mish", action="store_true",
                     help="also time a twin agent using autograd's Mish backward, alternating")
     bs.add_argument("--per-sample-value", dest="per_sample_value", action="store_true",
