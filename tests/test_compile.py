@@ -27,8 +27,13 @@ def batch(g: torch.Generator, n: int = 8, h: int = 3) -> Batch:
 
 
 @pytest.mark.slow
-def test_compiled_agent_matches_eager():
+def test_compiled_agent_matches_eager(monkeypatch):
     import torch._inductor.config as inductor_config
+
+    from wmil_core.nn import layers
+
+    # compiled graphs draw dropout masks per element; the eager agent must too to match
+    monkeypatch.setattr(layers, "SPARSE_DROPOUT", False)
 
     # the compiled graphs draw their random numbers as eager torch does, so both agents see
     # the same policy samples, Q-head choices and dropout masks. The config's own patch()
@@ -106,9 +111,13 @@ def test_bench_speed_compile_times_eager_alongside(tmp_path):
 
 
 @pytest.mark.slow
-def test_compiled_agent_with_gradient_penalty_matches_eager():
+def test_compiled_agent_with_gradient_penalty_matches_eager(monkeypatch):
     """Compiled graphs have no double backward: the penalty runs eagerly beside them."""
     import torch._inductor.config as inductor_config
+
+    from wmil_core.nn import layers
+
+    monkeypatch.setattr(layers, "SPARSE_DROPOUT", False)  # per-element masks on both sides
 
     def agent(compile_: bool) -> IQMPC:
         torch.manual_seed(0)

@@ -186,6 +186,9 @@ class _SparseDropoutFn(torch.autograd.Function):
         return g.view(grad.shape), None
 
 
+SPARSE_DROPOUT = True  # False: nn.Dropout's per-element masks (tests comparing with compile)
+
+
 class Dropout(nn.Dropout):
     """``nn.Dropout`` (same mask distribution, same module state) that, for small p in eager
     training, draws the dropped positions (:func:`drop_positions`) instead of a uniform per
@@ -193,7 +196,7 @@ class Dropout(nn.Dropout):
     has activations. Under ``torch.compile`` and for p > 0.1 it is ``nn.Dropout``."""
 
     def forward(self, x: Tensor) -> Tensor:  # noqa: D102
-        if (not self.training or self.p == 0.0 or self.p > 0.1 or self.inplace
+        if (not SPARSE_DROPOUT or not self.training or self.p == 0.0 or self.p > 0.1 or self.inplace
                 or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()):
             return super().forward(x)
         return _SparseDropoutFn.apply(x, self.p)
