@@ -472,11 +472,12 @@ def test_every_shipped_bundle_loads_and_records_its_evaluation():
 
 
 def test_per_sample_value_graphs_of_older_bundles_still_plan():
-    """Bundles exported before the shared start (z0 (N, L); the shipped reacher) load as
+    """Bundles exported before the shared start (z0 (N, L); the 10-demo reacher) load as
     ``per_sample`` and their fused graph plans as their split graphs do."""
     from wmil_core.paths import models_dir
 
-    bundle = load_bundle(models_dir() / "reacher-easy")  # exported 2026-11-25
+    # exported 2026-11-25, shipped as the default until session 9
+    bundle = load_bundle(models_dir() / "reacher-easy-10demos")
     assert "start" not in bundle.manifest["graphs"]["value"]
     assert bundle.value_start == "per_sample"
     cfg = dataclasses.replace(bundle.planner, num_samples=32, num_pi_trajs=4, num_elites=8)
