@@ -36,13 +36,18 @@ class _MishFn(torch.autograd.Function):
             # a double backward is wanted (create_graph, e.g. a gradient penalty): the saved
             # e and t carry no graph, so rebuild them from x for the derivative's derivative
             e, t = _mish_parts(x)
-        return grad * (t + x * (1.0 - t * t) * (e / (1.0 + e)))
+        return grad * _mish_slope(x, e, t)
+
+
+def _mish_slope(x: Tensor, e: Tensor, t: Tensor) -> Tensor:
+    """mish'(x) = t + x (1 - t^2) sigmoid(x) from :func:`_mish_parts` (e, t)."""
+    return t + x * (1.0 - t * t) * (e / (1.0 + e))
 
 
 def _mish_value_and_slope(x: Tensor) -> tuple[Tensor, Tensor]:
-    """(mish(x), mish'(x)) by the formulas of :class:`_MishFn`, for one fused kernel."""
+    """(mish(x), mish'(x)), for one fused kernel."""
     e, t = _mish_parts(x)
-    return x * t, t + x * (1.0 - t * t) * (e / (1.0 + e))
+    return x * t, _mish_slope(x, e, t)
 
 
 def _mish_value(x: Tensor) -> Tensor:
@@ -108,14 +113,14 @@ def mish(x: Tensor) -> Tensor:
     kernels (``FUSED_MISH``; ``wmil bench speed --eager-mish`` measures what they gain):
     one pass over x instead of seven, and with a gradient a one-product backward.
     """
-    if torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
-        fused = False  # traced: the exporter or the enclosing compile sees the plain ops
-    else:
-        fused = FUSED_MISH and _fused_available(x)
-    grad = x.requires_grad and torch.is_grad_enabled()
-    if grad and HAND_MISH_BACKWARD and not torch.onnx.is_in_onnx_export():
-        return _FusedMishFn.apply(x) if fused else _MishFn.apply(x)
-    if fused and not grad and x.numel() >= FUSED_MISH_MIN_NUMEL:
+    export = torch.onnx.is_in_onnx_export()
+    # traced (export, or inside an enclosing compile): the tracer sees the plain ops
+    may_fuse = FUSED_MISH and not export and not torch.compiler.is_compiling()
+    if x.requires_grad and torch.is_grad_enabled():
+        if HAND_MISH_BACKWARD and not export:
+            return (_FusedMishFn.apply(x) if may_fuse and _fused_available(x)
+                    else _MishFn.apply(x))
+    elif may_fuse and x.numel() >= FUSED_MISH_MIN_NUMEL and _fused_available(x):
         return _FUSED["value"](x.reshape(-1)).view(x.shape)
     return _mish_value(x)
 
