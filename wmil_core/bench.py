@@ -131,6 +131,7 @@ def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updat
         "autograd_mish_baseline": autograd_mish,
         "per_sample_value_baseline": per_sample_value,
         "eager_mish_baseline": eager_mish,
+        "baseline": base,  # the twin's label (its timings and speed-ups are keyed by it)
         "fused_mish": fused,
         "warmup_s": warmup_s["main"],  # 3 updates and a plan, including compilation
         "planner": f"{p.num_samples} samples x {p.iterations_for(a_dim)} iterations x "
