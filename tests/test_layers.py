@@ -112,11 +112,13 @@ def test_fused_mish_kernels_compute_what_the_eager_ops_do():
     (dref,) = torch.autograd.grad(ref, x, g)
     torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(dx, dref, rtol=1e-5, atol=1e-5)
-    assert set(layers._FUSED) == {"value", "value_and_slope"}
+    assert "value_and_slope" in layers._FUSED  # each kernel is built when first used
     with torch.no_grad():
         big, small = torch.randn(4, 96, 384) * 8, torch.randn(3, 5)
         torch.testing.assert_close(layers.mish(big), nn.functional.mish(big), rtol=1e-5,
                                    atol=1e-6)
+    assert set(layers._FUSED) == {"value", "value_and_slope"}
+    with torch.no_grad():
         assert layers.mish(big).shape == big.shape
         torch.testing.assert_close(layers.mish(small), nn.functional.mish(small))
 

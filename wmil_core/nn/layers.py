@@ -79,25 +79,24 @@ FUSED_MISH_MIN_NUMEL = 32768  # without a gradient, smaller tensors are faster e
 _FUSED: dict[str, Any] = {}
 
 
-def _fused_available(x: Tensor) -> bool:
-    """Compile the fused Mish kernels on first use; False (and off for good, with a warning)
-    where ``torch.compile`` cannot build them, e.g. without a C++ compiler."""
+def _fused_available(x: Tensor, kernel: str) -> bool:
+    """Compile the fused Mish ``kernel`` (a key of ``_FUSED``: "value" or "value_and_slope")
+    on its first use; False (and fusion off for good, with a warning) where
+    ``torch.compile`` cannot build it, e.g. without a C++ compiler."""
     global FUSED_MISH
-    if "value" in _FUSED:
+    if kernel in _FUSED:
         return True
     try:
-        fns = {"value": torch.compile(_mish_value, dynamic=True),
-               "value_and_slope": torch.compile(_mish_value_and_slope, dynamic=True)}
-        probe = torch.linspace(-3.0, 3.0, 64, device=x.device, dtype=x.dtype)
+        fn = torch.compile({"value": _mish_value,
+                            "value_and_slope": _mish_value_and_slope}[kernel], dynamic=True)
         with torch.no_grad():
-            for fn in fns.values():
-                fn(probe)
+            fn(torch.linspace(-3.0, 3.0, 64, device=x.device, dtype=x.dtype))
     except Exception as exc:  # noqa: BLE001 - any failure to build means: stay eager
         FUSED_MISH = False
         warnings.warn(f"fused Mish kernels unavailable, using eager ops ({type(exc).__name__}: "
                       f"{str(exc).splitlines()[0] if str(exc) else ''})", stacklevel=3)
         return False
-    _FUSED.update(fns)
+    _FUSED[kernel] = fn
     return True
 
 
@@ -118,9 +117,9 @@ def mish(x: Tensor) -> Tensor:
     may_fuse = FUSED_MISH and not export and not torch.compiler.is_compiling()
     if x.requires_grad and torch.is_grad_enabled():
         if HAND_MISH_BACKWARD and not export:
-            return (_FusedMishFn.apply(x) if may_fuse and _fused_available(x)
+            return (_FusedMishFn.apply(x) if may_fuse and _fused_available(x, "value_and_slope")
                     else _MishFn.apply(x))
-    elif may_fuse and x.numel() >= FUSED_MISH_MIN_NUMEL and _fused_available(x):
+    elif may_fuse and x.numel() >= FUSED_MISH_MIN_NUMEL and _fused_available(x, "value"):
         return _FUSED["value"](x.reshape(-1)).view(x.shape)
     return _mish_value(x)
 
