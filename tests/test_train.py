@@ -147,10 +147,48 @@ def test_cli_train_eval_and_errors(demos, tmp_path, capsys):
     # --seed 0 replays the demos' episodes (collected from seed 0): their targets
     assert main(["eval", str(run), "--episodes", "1", "--seed", "0"]) == 0
     assert json.loads((run / "eval-60-seed0.json").read_text())["seed"] == 0
+    _check_eval_acting_overrides(run, capsys)
     assert main(["train", "--task", "dmc/reacher-easy", "--demos", str(tmp_path / "no.h5"),
                  "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("wmil: error:") and "no such file" in err and "\n" not in err
+
+
+def _check_eval_acting_overrides(run, capsys):
+    """``wmil eval --prior`` never plans; ``--samples/--iterations`` reach the planner."""
+    import wmil_core.agents.iqmpc as iqmpc
+
+    seen = []
+    real_plan = iqmpc.plan
+
+    def spy(model, z, cfg, *a, **kw):
+        seen.append((cfg.num_samples, cfg.iterations, cfg.num_pi_trajs))
+        return real_plan(model, z, cfg, *a, **kw)
+
+    iqmpc.plan = spy
+    try:
+        assert main(["eval", str(run), "--episodes", "1", "--prior"]) == 0
+        assert seen == []
+        prior = json.loads((run / "eval-60-prior.json").read_text())
+        assert prior["acting"].startswith("policy prior")
+        # the prior's mean action is deterministic: a second evaluation repeats it exactly
+        assert main(["eval", str(run), "--episodes", "1", "--prior", "--out",
+                     str(run / "again.json")]) == 0
+        assert json.loads((run / "again.json").read_text())["returns"] == prior["returns"]
+        assert main(["eval", str(run), "--episodes", "1", "--samples", "16",
+                     "--iterations", "1"]) == 0
+        assert seen and set(seen) == {(16, 1, 4)}  # pi samples stay as trained
+        planned = json.loads((run / "eval-60-s16-i1.json").read_text())
+        assert planned["planner"]["num_samples"] == 16 and planned["acting"] == "mpc"
+    finally:
+        iqmpc.plan = real_plan
+    capsys.readouterr()
+    for bad, msg in ((["--prior", "--samples", "16"], "--prior: acts without planning"),
+                     (["--shards", "2"], "--shards: applies to bundles only"),
+                     (["--samples", "4"], "num_pi_trajs")):
+        assert main(["eval", str(run), "--episodes", "1", *bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert msg in err and "\n" not in err, err
 
 
 def test_bc_fits_held_out_expert_actions(tmp_path):

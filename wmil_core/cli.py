@@ -222,14 +222,49 @@ def _print_eval(r: dict[str, Any]) -> None:
              else f"decoded-reward correlation {r['reward_correlation']:.3f}"))
 
 
+def set_acting(agent: Any, settings: dict[str, int], prior: bool = False) -> dict[str, Any]:
+    """Make a loaded IQ-MPC agent act with its policy prior's mean (``prior``) or plan with
+    the MPPI ``settings`` (``samples``, ``iterations``, ``horizon``, as the planner node
+    names them); returns how it now acts, for the result JSON. Other methods have nothing
+    to set and refuse either with a one-line ValueError."""
+    from wmil_core.runtime.planner import with_settings
+
+    if not (settings or prior):
+        return {}
+    if prior and settings:
+        raise ValueError("--prior: acts without planning; drop --samples/--iterations/--horizon")
+    cfg = getattr(agent, "cfg", None)
+    if cfg is None or not hasattr(cfg, "planner"):
+        raise ValueError(f"--prior/--samples/--iterations/--horizon: apply to IQ-MPC "
+                         f"checkpoints, not {type(agent).__name__}")
+    if prior:
+        cfg.mpc = False
+        return {"acting": "policy prior (mean action, no planning)"}
+    cfg.mpc = True
+    cfg.planner = with_settings(cfg.planner, settings)
+    p = cfg.planner
+    return {"acting": "mpc", "planner": dataclasses.asdict(p)}
+
+
+def acting_tag(settings: dict[str, int], prior: bool) -> str:
+    """File-name suffix of an evaluation that acted differently from training."""
+    if prior:
+        return "-prior"
+    return "".join(f"-{k[0]}{settings[k]}" for k in ("samples", "iterations", "horizon")
+                   if k in settings)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate a run, a checkpoint or an exported bundle; print and save JSON."""
     src = Path(args.run)
+    settings = {k: int(v) for k in ("samples", "iterations", "horizon", "shards")
+                if (v := getattr(args, k, None))}
     if (src / "manifest.json").is_file():  # an exported bundle: the onnxruntime planner
         from wmil_core.bundle_eval import evaluate_bundle, record_evaluation
 
-        settings = {k: int(v) for k in ("samples", "iterations", "horizon", "shards")
-                    if (v := getattr(args, k, None))}
+        if args.prior:
+            raise ValueError("--prior: applies to runs and checkpoints (a bundle's runtime "
+                             "always plans)")
         seed = 10_000 if args.seed is None else args.seed
         result = evaluate_bundle(src, args.episodes, seed=seed, settings=settings or None,
                                  threads=args.threads or None)
@@ -244,12 +279,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return 0
     from wmil_core.export import load_trained
 
+    for key in ("shards", "record"):
+        if getattr(args, key, None):
+            raise ValueError(f"--{key}: applies to bundles only")
     trainer, paths = load_trained(src)  # a run's latest.pt, or the checkpoint file given
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    acting = set_acting(trainer.agent, settings, prior=args.prior)
     run = paths["run"] or src.parent
     seed = trainer.eval_seed if args.seed is None else args.seed
-    result = {"step": trainer.step, "seed": seed, **trainer.evaluate(args.episodes, seed=seed)}
+    result = {"step": trainer.step, "seed": seed, **acting,
+              **trainer.evaluate(args.episodes, seed=seed)}
     _print_eval(result)
-    tag = "" if args.seed is None else f"-seed{args.seed}"
+    tag = ("" if args.seed is None else f"-seed{args.seed}") + acting_tag(settings, args.prior)
     out = Path(args.out) if args.out else run / f"eval-{trainer.step}{tag}.json"
     atomic_write(out, json.dumps(result, indent=2))
     print(f"wrote {out}")
@@ -420,10 +464,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="first episode seed (default: as training evaluates; bundles 10000); "
                          "the demos' seeds (0 for `wmil demos collect`) replay demonstrated "
                          "episodes")
-    ev.add_argument("--samples", type=int, default=None, help="bundles: MPPI samples")
-    ev.add_argument("--iterations", type=int, default=None, help="bundles: MPPI iterations")
-    ev.add_argument("--horizon", type=int, default=None, help="bundles: MPPI horizon")
-    ev.add_argument("--threads", type=int, default=None, help="bundles: onnxruntime threads")
+    ev.add_argument("--samples", type=int, default=None,
+                    help="MPPI samples (policy-prior samples and elites stay as trained)")
+    ev.add_argument("--iterations", type=int, default=None, help="MPPI iterations")
+    ev.add_argument("--horizon", type=int, default=None, help="MPPI horizon")
+    ev.add_argument("--prior", action="store_true",
+                    help="runs and checkpoints: act with the policy prior's mean, no planning")
+    ev.add_argument("--threads", type=int, default=None,
+                    help="onnxruntime threads (bundles) or torch threads (checkpoints)")
     ev.add_argument("--shards", type=int, default=None,
                     help="bundles: sample blocks on parallel sessions (see the node parameter)")
     ev.add_argument("--record", action="store_true",
