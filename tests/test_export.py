@@ -331,3 +331,22 @@ def test_check_measure_is_absolute_below_one_and_relative_above():
     small = np.array([0.5, -0.25], dtype=np.float32)
     assert _scaled_diff(small + np.float32(2e-4), small) > TOLERANCE  # absolute below 1
     assert _scaled_diff(np.zeros(3), np.zeros(2)) == float("inf")  # shape mismatch
+
+
+def test_matmul_peak_times_numpy_on_the_runtimes_thread_count(monkeypatch):
+    """numpy's BLAS would use every core by default; the peak compares like with like."""
+    import threadpoolctl
+
+    from wmil_core.cli_export import matmul_peak
+
+    limits = []
+    real = threadpoolctl.threadpool_limits
+
+    def spy(limits_=None, **kw):
+        limits.append((kw.get("limits", limits_), kw.get("user_api")))
+        return real(**kw)
+
+    monkeypatch.setattr(threadpoolctl, "threadpool_limits", spy)
+    peak = matmul_peak(1, size=64, repeats=1)
+    assert limits == [(1, "blas")]
+    assert peak["numpy"] > 0 and peak["onnxruntime"] > 0

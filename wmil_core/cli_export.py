@@ -57,7 +57,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 # -- wmil bench planner ------------------------------------------------------------------------
 def matmul_peak(threads: int, size: int = 1024, repeats: int = 5) -> dict[str, float]:
-    """Measured float32 matrix-multiply GFLOP/s: onnxruntime (``threads``) and numpy."""
+    """Measured float32 matrix-multiply GFLOP/s of onnxruntime and of numpy's BLAS, both on
+    ``threads`` threads (0: each library's default)."""
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper
@@ -85,7 +86,11 @@ def matmul_peak(threads: int, size: int = 1024, repeats: int = 5) -> dict[str, f
             times.append(time.perf_counter() - t)
         return flops / min(times) / 1e9
 
-    return {"onnxruntime": best(lambda: sess.run(None, {"x": x})), "numpy": best(lambda: x @ x)}
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads or None, user_api="blas"):
+        numpy_peak = best(lambda: x @ x)  # BLAS on the same threads as onnxruntime
+    return {"onnxruntime": best(lambda: sess.run(None, {"x": x})), "numpy": numpy_peak}
 
 
 def _torch_agent(bundle: Any, source: str | Path) -> Any:
