@@ -191,6 +191,17 @@ def _check_eval_acting_overrides(run, capsys):
         assert msg in err and "\n" not in err, err
 
 
+def test_acting_overrides_refuse_agents_that_do_not_plan():
+    from wmil_core.agents.bc import BC, BCConfig
+    from wmil_core.cli import set_acting
+
+    bc = BC({"joints": (4,), "features": (2,)}, 2, 100, BCConfig())
+    for settings, prior in (({"samples": 64}, False), ({}, True)):
+        with pytest.raises(ValueError, match="apply to IQ-MPC checkpoints, not BC"):
+            set_acting(bc, settings, prior=prior)
+    assert set_acting(bc, {}, prior=False) == {}  # nothing asked: nothing changes
+
+
 def test_bc_fits_held_out_expert_actions(tmp_path):
     from wmil_core.demos import load_demos
 
