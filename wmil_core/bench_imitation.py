@@ -73,6 +73,7 @@ class BenchSpec:
     agent: dict[str, Any] = dataclasses.field(default_factory=dict)  # IQ-MPC overrides
     jobs: int = 0  # parallel processes (0: the core count)
     episode_length: int | None = None  # agent steps per episode (default: the task's)
+    demo_symmetry: bool = False  # turn expert batches by each task's symmetry
 
     def cells(self) -> list[Cell]:
         """Every cell, in a stable order."""
@@ -94,7 +95,7 @@ def _run_cell(cell: Cell, spec: BenchSpec, demo_file: str, out: str) -> dict[str
         seed_steps=min(spec.seed_steps, spec.steps), eval_every=spec.eval_every,
         eval_episodes=spec.eval_episodes, checkpoint_every=spec.eval_every,
         buffer_size=spec.steps + 10_000, seed=cell.seed, threads=1,
-        episode_length=spec.episode_length)
+        episode_length=spec.episode_length, demo_symmetry=spec.demo_symmetry)
     torch.set_num_threads(1)
     resume = (run / "checkpoints" / "latest.pt").is_file()
     if run.exists() and not resume:  # killed before its first checkpoint: start it afresh
@@ -410,6 +411,8 @@ def add_command(bench_subparsers: Any) -> None:
     p.add_argument("--agent", type=json_object, default={},
                    help='IQ-MPC overrides as JSON, e.g. \'{"planner": {"iterations": 2}}\'')
     p.add_argument("--jobs", type=int, default=0, help="parallel processes (0: core count)")
+    p.add_argument("--demo-symmetry", dest="demo_symmetry", action="store_true",
+                   help="turn demo batches by each task's declared symmetry (every method)")
     p.add_argument("--out", required=True, help="result directory, e.g. bench/<name>/")
     p.set_defaults(func=cmd_bench_imitation)
 
@@ -439,7 +442,7 @@ def cmd_bench_imitation(args: Any) -> int:
                      steps=args.steps, offline_steps=args.offline_steps,
                      seed_steps=args.seed_steps, eval_every=args.eval_every,
                      eval_episodes=args.eval_episodes, preset=args.preset, agent=args.agent,
-                     jobs=args.jobs)
+                     jobs=args.jobs, demo_symmetry=args.demo_symmetry)
     results = run_benchmark(spec, args.out)
     print(markdown(results))
     print(f"wrote {Path(args.out) / 'results.json'}, results.md and curves-*.png")

@@ -23,11 +23,12 @@ import torch
 from tqdm import tqdm
 
 from wmil_core.agents import make_agent
-from wmil_core.buffer import EpisodeBuffer
+from wmil_core.buffer import Batch, EpisodeBuffer
 from wmil_core.collect import play_episode
 from wmil_core.config import atomic_write, from_dict, load_yaml, save_config, to_dict
 from wmil_core.demos import load_demos
 from wmil_core.losses import pearson
+from wmil_core.symmetry import symmetry_of
 from wmil_core.tasks import WmilEnv, make_env
 from wmil_core.timing import TrainingClock
 
@@ -42,6 +43,7 @@ class TrainConfig:
     preset: str = "cpu"  # IQ-MPC size preset (paper | cpu | tdmpc2-1m)
     agent: dict[str, Any] = dataclasses.field(default_factory=dict)  # IQMPCConfig overrides
     demo_episodes: int | None = None  # use only the first N demo episodes
+    demo_symmetry: bool = False  # turn expert batches by the task's symmetry (wmil_core.symmetry)
     offline_steps: int = 0  # updates on demos alone before going online
     steps: int = 100_000  # online environment steps (agent steps)
     seed_steps: int = 1000  # first online steps act at random; then as many updates at once
@@ -106,6 +108,7 @@ class Trainer:
         demo_rows = sum(len(e) + 1 for e in self.demos.episodes)
         self.expert = EpisodeBuffer(spec, a_dim, demo_rows, h)
         self.expert.add_dataset(self.demos)
+        self.symmetry = symmetry_of(self.env) if cfg.demo_symmetry else None
         self.behaviour = EpisodeBuffer(spec, a_dim, cfg.buffer_size, h)
         rets = [e.ret for e in self.demos.episodes if e.rewards is not None]
         self.expert_return = float(np.mean(rets)) if rets else float("nan")
@@ -116,6 +119,11 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.clock = TrainingClock()  # wall time over resumed segments
         self._tb: Any = None
+
+    def _expert_batch(self) -> Batch:
+        """Sub-trajectories of the demos, each turned by a random symmetry when asked."""
+        batch = self.expert.sample(self.agent_cfg.batch_size, self.rng, self.device)
+        return self.symmetry.augment(batch, self.rng) if self.symmetry else batch
 
     # -- run directory --------------------------------------------------------------------------
     @property
@@ -232,8 +240,7 @@ class Trainer:
         bar = tqdm(total=cfg.offline_steps, initial=self.offline_done, desc="offline",
                    unit="upd", disable=not self.progress or cfg.offline_steps == 0)
         while self.offline_done < cfg.offline_steps:
-            stats = self.agent.update(self.expert.sample(self.agent_cfg.batch_size, self.rng,
-                                                         self.device), None)
+            stats = self.agent.update(self._expert_batch(), None)
             self.offline_done += 1
             bar.update(1)
             if self.offline_done % 100 == 0 or self.offline_done == cfg.offline_steps:
@@ -273,7 +280,7 @@ class Trainer:
                     for _ in tqdm(range(burst), desc="seed updates", unit="upd", leave=False,
                                   disable=not (self.progress and first)):
                         stats = self.agent.update(
-                            self.expert.sample(self.agent_cfg.batch_size, self.rng, self.device),
+                            self._expert_batch(),
                             self.behaviour.sample(self.agent_cfg.batch_size, self.rng,
                                                   self.device))
                     t_upd += time.perf_counter() - tu

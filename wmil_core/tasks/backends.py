@@ -30,6 +30,7 @@ class Backend:
     control_dt: float  # seconds per control step
     time_limit_steps: int  # control steps in one episode
     feature_keys: list[str]
+    _obs: Any  # the simulator's latest observation mapping (feature key -> array)
 
     def reset(self, seed: int | None) -> None:
         """Start a new episode; ``seed`` reseeds the task's random stream when given."""
@@ -49,6 +50,15 @@ class Backend:
     def solved(self) -> bool:
         """The simulator's own success flag, where it has one."""
         return False
+
+    def feature_layout(self) -> dict[str, tuple[int, int]]:
+        """Each feature key's (first index, size) in :meth:`features`."""
+        layout, first = {}, 0
+        for key in self.feature_keys:
+            size = int(np.asarray(self._obs[key]).size)
+            layout[key] = (first, size)
+            first += size
+        return layout
 
 
 class DmcBackend(Backend):

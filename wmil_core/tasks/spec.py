@@ -38,6 +38,8 @@ class TaskSpec:
     modes: tuple[str, ...] = OBS_MODES
     success: SuccessRule = "none"
     expert: str | None = None
+    # {rotation: {joint: <hinge>, vectors: [<2-D feature keys>]}}: see wmil_core.symmetry
+    symmetry: Any = None
 
     def __post_init__(self) -> None:
         if self.family not in ("dmc", "jaco", "myo"):
@@ -67,6 +69,15 @@ class TaskSpec:
         names_ok = isinstance(f, (list, tuple)) and all(isinstance(n, str) for n in f)
         if not (f == "all" or names_ok):
             raise ValueError(f"{self.name}: features must be 'all' or a list of observation keys")
+        sym = self.symmetry
+        if sym is not None:
+            one = isinstance(sym, dict) and set(sym) == {"rotation"}
+            rot = sym["rotation"] if one else None
+            if not (isinstance(rot, dict) and set(rot) == {"joint", "vectors"}
+                    and isinstance(rot["joint"], str) and isinstance(rot["vectors"], list)
+                    and rot["vectors"] and all(isinstance(v, str) for v in rot["vectors"])):
+                raise ValueError(f"{self.name}: symmetry must be {{rotation: {{joint: <name>, "
+                                 f"vectors: [<feature keys>]}}}}")
 
 
 _FIELDS = {f.name for f in dataclasses.fields(TaskSpec)} - {"name", "family", "env_id"}

@@ -1,0 +1,130 @@
+"""Demo augmentation by a task's declared symmetry (wmil_core.symmetry)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from wmil_core.buffer import Batch
+from wmil_core.collect import collect_demos
+from wmil_core.symmetry import PlanarRotation, symmetry_of
+from wmil_core.tasks import make_env
+from wmil_core.tasks.spec import TaskSpec
+from wmil_core.train import TrainConfig, Trainer
+
+
+def _as_batch(joints: list, feats: list, actions: list) -> Batch:
+    """One sub-trajectory (T+1 observations, T actions) as a batch of one."""
+    obs = {"joints": torch.tensor(np.array(joints))[:, None],
+           "features": torch.tensor(np.array(feats))[:, None]}
+    act = torch.tensor(np.array(actions))[:, None]
+    return Batch(obs, act, torch.zeros(act.shape[0], 1, 1))
+
+
+def test_a_turned_reacher_episode_is_the_turned_observations_of_the_original():
+    """The declared rotation is an exact symmetry of reacher's dynamics: turning the start
+    state and the target by theta, then playing the same actions, observes what
+    PlanarRotation.rotate makes of the original observations."""
+    theta = 2.1
+    env, turned = make_env("dmc/reacher-easy", seed=3), make_env("dmc/reacher-easy", seed=3)
+    sym = symmetry_of(env)
+    assert sym == PlanarRotation(joint=0, vectors=(0,))  # shoulder; to_target's x, y
+    obs, _ = env.reset(seed=3)
+    turned.reset(seed=3)
+    phys = turned.backend.env.physics
+    phys.named.data.qpos["shoulder"] += theta
+    c, s = math.cos(theta), math.sin(theta)
+    x, y = phys.named.model.geom_pos["target"][:2].copy()
+    phys.named.model.geom_pos["target"][:2] = [c * x - s * y, s * x + c * y]
+    phys.forward()
+    rng = np.random.default_rng(0)
+    joints, feats, actions, turned_joints, turned_feats = [], [], [], [], []
+    for _ in range(12):
+        a = rng.uniform(-1, 1, 2).astype(np.float32)
+        obs, *_ = env.step(a)
+        o2, *_ = turned.step(a)
+        joints.append(obs["joints"])
+        feats.append(obs["features"])
+        actions.append(a)
+        turned_joints.append(o2["joints"])
+        turned_feats.append(o2["features"])
+    batch = _as_batch(joints, feats, actions[:-1])
+    rotated = sym.rotate(batch, torch.tensor([theta]))
+    np.testing.assert_allclose(rotated.obs["joints"][:, 0].numpy(), np.array(turned_joints),
+                               atol=1e-5)
+    np.testing.assert_allclose(rotated.obs["features"][:, 0].numpy(), np.array(turned_feats),
+                               atol=1e-5)
+    assert torch.equal(rotated.action, batch.action)
+    # and the turn changed something: the test is not comparing an episode with itself
+    assert np.abs(np.array(turned_feats) - np.array(feats)).max() > 0.05
+
+
+def test_augment_turns_each_subtrajectory_by_one_random_angle():
+    sym = PlanarRotation(joint=0, vectors=(1,))
+    g = torch.Generator().manual_seed(0)
+    n = 400
+    obs = {"joints": torch.randn(4, n, 4, generator=g),
+           "features": torch.randn(4, n, 3, generator=g)}
+    batch = Batch(obs, torch.randn(3, n, 2, generator=g), torch.zeros(3, n, 1))
+    out = sym.augment(batch, np.random.default_rng(1))
+    theta = out.obs["joints"][..., 0] - obs["joints"][..., 0]  # (T+1, B)
+    assert torch.allclose(theta, theta[:1].expand_as(theta), atol=1e-5)  # one per sub-trajectory
+    assert torch.equal(out.obs["joints"][..., 1:], obs["joints"][..., 1:])  # wrist, velocities
+    assert torch.equal(out.obs["features"][..., 0], obs["features"][..., 0])  # not a vector
+    assert torch.equal(out.action, batch.action)
+    v, w = obs["features"][..., 1:], out.obs["features"][..., 1:]
+    assert torch.allclose(v.norm(dim=-1), w.norm(dim=-1), atol=1e-5)
+    turned = torch.atan2(w[..., 1], w[..., 0]) - torch.atan2(v[..., 1], v[..., 0])
+    assert torch.allclose(torch.cos(turned - theta), torch.ones_like(theta), atol=1e-4)
+    t0 = theta[0]
+    assert t0.min() >= 0 and t0.max() < 2 * math.pi
+    assert abs(float(torch.cos(t0).mean())) < 0.1 and abs(float(torch.sin(t0).mean())) < 0.1
+    assert torch.equal(obs["joints"], batch.obs["joints"])  # the input is left alone
+
+
+def test_symmetry_declarations_and_their_errors():
+    with pytest.raises(ValueError, match="declares no symmetry"):
+        symmetry_of(make_env("dmc/cartpole-swingup"))
+    with pytest.raises(ValueError, match="needs state observations"):
+        symmetry_of(make_env("dmc/reacher-easy", "pixels", image_size=16))
+    with pytest.raises(ValueError, match="symmetry must be"):
+        TaskSpec(name="dmc/x", family="dmc", env_id="reacher:easy",
+                 symmetry={"rotation": {"joint": "shoulder"}})
+    bad = TaskSpec(name="dmc/reacher-easy", family="dmc", env_id="reacher:easy",
+                   joints=("shoulder", "wrist"), features=("to_target",),
+                   symmetry={"rotation": {"joint": "elbow", "vectors": ["to_target"]}})
+    with pytest.raises(ValueError, match="symmetry joint 'elbow' is not among"):
+        symmetry_of(make_env(bad))
+    three = TaskSpec(name="dmc/reacher-easy", family="dmc", env_id="reacher:easy",
+                     joints=("shoulder", "wrist"), features=("to_target", "position"),
+                     symmetry={"rotation": {"joint": "shoulder", "vectors": ["position"]}})
+    assert symmetry_of(make_env(three)) == PlanarRotation(joint=0, vectors=(2,))  # after x, y
+
+
+def test_training_turns_expert_batches_only(tmp_path):
+    demos = tmp_path / "d.h5"
+    collect_demos("dmc/reacher-easy", 2, "state", demos, seed=0, progress=False)
+    cfg = TrainConfig(task="dmc/reacher-easy", demos=str(demos), offline_steps=5, steps=40,
+                      seed_steps=20, eval_every=40, eval_episodes=1, checkpoint_every=40,
+                      episode_length=20, buffer_size=200, threads=1, demo_symmetry=True,
+                      agent={"model": {"latent_dim": 16, "mlp_dim": 32, "enc_dim": 32},
+                             "batch_size": 8,
+                             "planner": {"num_samples": 16, "num_pi_trajs": 2,
+                                         "num_elites": 4, "iterations": 1}})
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    state = trainer.rng.bit_generator.state
+    turned = trainer._expert_batch()
+    trainer.rng.bit_generator.state = state
+    plain = trainer.expert.sample(8, trainer.rng)
+    assert torch.equal(turned.action, plain.action)
+    assert not torch.allclose(turned.obs["features"], plain.obs["features"])
+    assert torch.allclose(turned.obs["features"].norm(dim=-1), plain.obs["features"].norm(dim=-1),
+                          atol=1e-5)
+    result = trainer.train()
+    assert np.isfinite(result["return_mean"])
+    cartpole = tmp_path / "c.h5"
+    collect_demos("dmc/cartpole-swingup", 1, "state", cartpole, seed=0, progress=False)
+    with pytest.raises(ValueError, match="cartpole-swingup declares no symmetry"):
+        Trainer(TrainConfig(task="dmc/cartpole-swingup", demos=str(cartpole),
+                            demo_symmetry=True), tmp_path / "cp", progress=False)
