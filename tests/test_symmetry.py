@@ -128,3 +128,33 @@ def test_training_turns_expert_batches_only(tmp_path):
     with pytest.raises(ValueError, match="cartpole-swingup declares no symmetry"):
         Trainer(TrainConfig(task="dmc/cartpole-swingup", demos=str(cartpole),
                             demo_symmetry=True), tmp_path / "cp", progress=False)
+
+
+def test_the_online_learner_turns_expert_batches_as_training_did(tmp_path):
+    from wmil_core.online import OnlineLearner
+
+    demos = tmp_path / "d.h5"
+    collect_demos("dmc/reacher-easy", 2, "state", demos, seed=0, progress=False)
+    cfg = TrainConfig(task="dmc/reacher-easy", demos=str(demos), steps=0, episode_length=20,
+                      buffer_size=200, threads=1, demo_symmetry=True,
+                      agent={"model": {"latent_dim": 16, "mlp_dim": 32, "enc_dim": 32},
+                             "batch_size": 8})
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    first = []  # each learner's first expert batch
+    for symmetry in (trainer.symmetry, None):
+        learner = OnlineLearner(trainer.agent, demos, "dmc/reacher-easy", ["shoulder", "wrist"],
+                                np.full(2, -1.0), np.full(2, 1.0), tmp_path / "online",
+                                export_every=1000, seed=5, symmetry=symmetry)
+        rng = np.random.default_rng(0)
+        learner.add_episode({"joints": rng.standard_normal((9, 4)).astype(np.float32),
+                             "features": rng.standard_normal((9, 2)).astype(np.float32)},
+                            rng.uniform(-1, 1, (8, 2)).astype(np.float32))
+        seen = []
+        learner.agent.update = lambda e, b, seen=seen: seen.append(e)
+        learner.step()
+        first.append(seen[0])
+    turned, plain = first  # same seed: the same sub-trajectories, turned or not
+    assert torch.equal(turned.action, plain.action)
+    assert not torch.allclose(turned.obs["features"], plain.obs["features"])
+    assert torch.allclose(turned.obs["features"].norm(dim=-1), plain.obs["features"].norm(dim=-1),
+                          atol=1e-5)

@@ -92,7 +92,8 @@ class LearnerNode(Node):
         out = Path(p["out_dir"] or Path(run) / "online")
         self.learner = OnlineLearner(trainer.agent, p["demos"] or trainer.cfg.demos,
                                      trainer.cfg.task, self.names, self.low, self.high, out,
-                                     export_every=p["export_every"], seed=trainer.cfg.seed)
+                                     export_every=p["export_every"], seed=trainer.cfg.seed,
+                                     symmetry=trainer.symmetry)  # as the run trained
         self.assembler = TransitionAssembler(self.keys)
         self.stack = FrameStack(self.frames) if "image" in self.keys else None
         self.updates_per_step = int(p["updates_per_step"])

@@ -16,6 +16,7 @@ import numpy as np
 
 from wmil_core.buffer import EpisodeBuffer
 from wmil_core.demos import load_demos
+from wmil_core.symmetry import PlanarRotation
 
 
 class TransitionAssembler:
@@ -65,11 +66,13 @@ class OnlineLearner:
         demos: demo file for the expert buffer (must match the agent's observations).
         task, joint_names, action_low, action_high: the bundle's interface (manifest).
         out_dir: versioned bundles go to ``out_dir/v0001``, ``v0002``, ...
+        symmetry: turn expert batches as training did (``wmil train --demo-symmetry``).
     """
 
     def __init__(self, agent: Any, demos: str | Path, task: str, joint_names: list[str],
                  action_low: np.ndarray, action_high: np.ndarray, out_dir: str | Path,
-                 export_every: int = 500, buffer_size: int = 100_000, seed: int = 0) -> None:
+                 export_every: int = 500, buffer_size: int = 100_000, seed: int = 0,
+                 symmetry: PlanarRotation | None = None) -> None:
         if export_every < 1:
             raise ValueError(f"export_every: must be >= 1, got {export_every}")
         self.agent = agent
@@ -87,6 +90,7 @@ class OnlineLearner:
         self.out_dir = Path(out_dir)
         self.export_every = export_every
         self.rng = np.random.default_rng(seed)
+        self.symmetry = symmetry
         self.lock = threading.Lock()  # buffers
         self.pending = 0  # transitions received and not yet trained on
         self.updates = 0
@@ -120,6 +124,8 @@ class OnlineLearner:
             with self.lock:
                 e = self.expert.sample(b, self.rng, self.agent.device)
                 beh = self.behaviour.sample(b, self.rng, self.agent.device)
+                if self.symmetry is not None:
+                    e = self.symmetry.augment(e, self.rng)
             self.agent.update(e, beh)
             self.updates += 1
             if self.updates % self.export_every == 0:
