@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 
 import numpy as np
@@ -99,10 +100,22 @@ def test_learner_exports_and_the_planner_swaps_while_control_runs(tiny_run: Path
         learners.append(node)
         return node
 
+    def wait_for_an_export(stats):
+        # on a loaded machine the learner's first export (20 updates, then ONNX export and
+        # its self-check, in the learner's own thread) can take longer than the eight
+        # episodes; hold the loop after the second episode until it exists, so that the
+        # planner has six episodes left to receive it and swap
+        if len(seen_episodes) == 1:
+            deadline = time.monotonic() + 180.0
+            while not learners[0].exports and time.monotonic() < deadline:
+                time.sleep(0.1)
+        seen_episodes.append(stats)
+
+    seen_episodes: list = []
     result = run_stack({"sim": {"episode_length": 30, "seed": 5},
                         "planner": {"model_dir": str(model)}},
-                       episodes=8, timeout=300.0, domain_id=random.randint(110, 190),
-                       extra_nodes=[make_learner])
+                       episodes=8, timeout=600.0, domain_id=random.randint(110, 190),
+                       extra_nodes=[make_learner], on_episode=wait_for_an_export)
     learner = learners[0]
     assert learner.error is None
     assert [e["steps"] for e in result.episodes] == [30] * 8  # control never stopped
