@@ -242,8 +242,7 @@ def set_acting(agent: Any, settings: dict[str, int], prior: bool = False) -> dic
         return {"acting": "policy prior (mean action, no planning)"}
     cfg.mpc = True
     cfg.planner = with_settings(cfg.planner, settings)
-    p = cfg.planner
-    return {"acting": "mpc", "planner": dataclasses.asdict(p)}
+    return {"acting": "mpc", "planner": dataclasses.asdict(cfg.planner)}
 
 
 def acting_tag(settings: dict[str, int], prior: bool) -> str:
