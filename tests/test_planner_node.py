@@ -333,9 +333,15 @@ def test_observation_trigger_plans_once_per_new_observation(ctx):
         send(1.0)
         wait_for(lambda: len(probe.messages(CMD)) == 1)
         send(1.0)  # a resent observation (same stamp) is not planned on again
-        time.sleep(0.3)
+        time.sleep(0.4)  # longer than stale_timeout: the resent features are stale now
         assert len(probe.messages(CMD)) == 1
-        send(1.04)
+        # the next observation waits for its own features: pairing the new joints with the
+        # resent (now stale) features would publish the safe command
+        js.publish(joint_state_msg(["slider", "hinge_1"], JOINTS, 1.04))
+        wait_for(lambda: node._samples["joints"].stamp == 1.04)
+        time.sleep(0.1)
+        assert len(probe.messages(CMD)) == 1
+        ft.publish(array_msg(FEATURES))
         wait_for(lambda: len(probe.messages(CMD)) == 2)
         assert [m.data[0] for m in probe.messages(CMD)] == [PLANNED, PLANNED]
         time.sleep(0.5)  # no timer: nothing more, even after stale_timeout

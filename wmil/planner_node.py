@@ -282,15 +282,21 @@ class PlannerNode(Node):
             self._guard.set()
 
     def _set_ready(self) -> bool:
-        """Whether a complete new observation set has arrived (call with the lock held)."""
+        """Whether a complete new observation set has arrived (call with the lock held).
+
+        A complete set that is not newer than the last planned one (a resent observation) is
+        dropped, so its unstamped parts (features) cannot pair with the next observation's
+        stamped ones: the next plan waits for all of its own inputs.
+        """
         keys = self._model.info.keys
         if not set(keys) <= self._new:
             return False
         stamps = [self._samples[k].stamp for k in keys if k in STAMPED]
         stamps = [s for s in stamps if s is not None]
-        if not stamps or self._planned_stamp is None:
+        if not stamps or self._planned_stamp is None or max(stamps) > self._planned_stamp:
             return True
-        return max(stamps) > self._planned_stamp
+        self._new.clear()
+        return False
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
         now = time.monotonic()
