@@ -46,6 +46,17 @@ def test_runs_records_failures_and_resumes_only_unfinished_cells(tmp_path: Path)
     # iql-sac's run had finished: it resumed from its checkpoint instead of training again
     assert load_cell(out, iql)["resumed"] is True
 
+    # a raised budget: the finished iqmpc cell resumes (its behaviour buffer, sized for 40
+    # steps, grows) and runs on to 60 steps instead of counting as done
+    assert [s for s, _ in load_cell(out, iq)["curve"]] == [20, 40]
+    run_benchmark(spec(methods=["iqmpc"], steps=60, agent={"planner": {
+        "iterations": 1, "num_samples": 8, "num_elites": 4, "num_pi_trajs": 2}}),
+        out, command="longer", progress=False)
+    res = load_cell(out, iq)
+    assert res["resumed"] is True and [s for s, _ in res["curve"]] == [20, 40, 60]
+    assert "steps: 60" in (out / "runs" / iq.key / "config.yaml").read_text()
+    assert (out / "cells" / f"{bc.key}.json").stat().st_mtime_ns == stamp
+
 
 def test_cli_refuses_unknown_methods_and_tasks(tmp_path: Path, capsys):
     assert main(["bench", "imitation", "--tasks", "dmc/reacher-easy", "--methods", "sqil",
@@ -132,3 +143,4 @@ def test_workers_end_when_the_benchmark_process_is_killed(tmp_path):
             time.sleep(0.1)
     finally:
         parent.kill()
+

@@ -154,6 +154,14 @@ def load_cell(out: Path, cell: Cell) -> dict[str, Any] | None:
         return None
 
 
+def finished(result: dict[str, Any] | None, steps: int) -> bool:
+    """Whether a recorded cell result ran its whole budget (a raised budget extends it)."""
+    if not result or result.get("status") != "ok":
+        return False
+    final = result.get("final") or {}
+    return final.get("step", steps) >= steps
+
+
 def run_benchmark(spec: BenchSpec, out: str | Path, command: str | None = None,
                   progress: bool = True) -> dict[str, Any]:
     """Run every unfinished cell, then write results.json, results.md and the curves."""
@@ -169,7 +177,7 @@ def run_benchmark(spec: BenchSpec, out: str | Path, command: str | None = None,
         if not path.is_file():
             collect_demos(task, max(spec.demos), "state", path, seed=0, progress=progress)
         demo_files[task] = str(path)
-    todo = [c for c in spec.cells() if (load_cell(out, c) or {}).get("status") != "ok"]
+    todo = [c for c in spec.cells() if not finished(load_cell(out, c), spec.steps)]
     jobs = spec.jobs or os.cpu_count() or 1
     if progress:
         print(f"{len(spec.cells()) - len(todo)} of {len(spec.cells())} cells done already; "

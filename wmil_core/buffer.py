@@ -163,14 +163,19 @@ class EpisodeBuffer:
             raise
 
     def load(self, path: str | Path) -> None:
-        """Restore a buffer written by :meth:`save` into this (same-spec) buffer."""
+        """Restore a buffer written by :meth:`save` into this (same-spec) buffer.
+
+        This buffer may be larger than the saved one if that one never wrapped (a run whose
+        step budget was raised on resume): its rows keep their places, the rest is free.
+        """
         try:
             with np.load(path) as f:
                 pos, n_ep, n_steps, cap, h = (int(x) for x in f["meta"])
-                if cap != self.capacity or h != self.horizon:
+                last = f["episode"].shape[0]
+                grows = cap < self.capacity and last <= pos  # saved rows all lie before pos
+                if (cap != self.capacity and not grows) or h != self.horizon:
                     raise ValueError(f"{path}: buffer capacity/horizon {cap}/{h} differ from "
                                      f"{self.capacity}/{self.horizon}")
-                last = f["episode"].shape[0]
                 for k in self.obs:
                     self.obs[k][:last] = f[f"obs/{k}"]
                 self.action[:last] = f["action"]

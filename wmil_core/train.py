@@ -231,6 +231,7 @@ class Trainer:
         self.run.mkdir(parents=True, exist_ok=True)
         if resume:
             self.load_checkpoint()
+            save_config(self.cfg, self.run / "config.yaml")  # a raised step budget persists
         else:
             if self.ckpt_path.exists():
                 raise ValueError(f"{self.run}: holds a run already (--resume, or another --out)")
