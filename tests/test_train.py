@@ -1,5 +1,6 @@
 """A tiny IQ-MPC run end to end: trains, checkpoints, resumes exactly, evaluates; bad input."""
 
+import csv
 import json
 from pathlib import Path
 
@@ -75,6 +76,13 @@ def test_resume_gives_the_same_weights_as_not_stopping(demos, tmp_path):
     straight.train()
     first = Trainer(tiny(demos, steps=60), tmp_path / "b", progress=False)
     first.train()  # "killed" after the checkpoint at step 60
+    # ... and after logging a few more rows, which the resumed run logs again
+    metrics = tmp_path / "b" / "metrics.csv"
+    lines = metrics.read_text().splitlines()
+    last = lines[-1].split(",")
+    late = [",".join([str(int(last[0]) + 10 * i), "online", str(int(last[2]) + 10 * i),
+                      *last[3:]]) for i in (1, 2)]
+    metrics.write_text("\n".join(lines + late) + "\n")
     resumed = Trainer(tiny(demos), tmp_path / "b", progress=False)
     resumed.train(resume=True)
     assert resumed.step == 120
@@ -82,6 +90,12 @@ def test_resume_gives_the_same_weights_as_not_stopping(demos, tmp_path):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert resumed.behaviour.num_steps == straight.behaviour.num_steps
+
+    def logged(run: str) -> list[tuple[str, ...]]:
+        with (tmp_path / run / "metrics.csv").open() as f:
+            return [(r["step"], r["phase"], r["update"]) for r in csv.DictReader(f)]
+
+    assert logged("b") == logged("a")  # no row twice, none lost
     # wall time adds up over the two segments: the resumed evaluations continue from the
     # first segment's time instead of restarting at zero
     walls = [h["wall_s"] for h in resumed.history]

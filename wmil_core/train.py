@@ -208,6 +208,25 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         self.history = list(state["history"])
         self.clock.restore(state, self.history)
+        self._trim_metrics(self.agent.updates)
+
+    def _trim_metrics(self, updates: int) -> None:
+        """Drop the metrics rows a killed segment logged after its last checkpoint (rows past
+        ``updates``): the resumed run logs those steps again."""
+        path = self.run / "metrics.csv"
+        if not path.exists():
+            return
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            fields = list(reader.fieldnames or [])
+            rows = list(reader)
+        keep = [r for r in rows if not r.get("update") or int(float(r["update"])) <= updates]
+        if len(keep) < len(rows):
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, fieldnames=fields)
+            w.writeheader()
+            w.writerows(keep)
+            atomic_write(path, buf.getvalue())
 
     # -- evaluation -----------------------------------------------------------------------------
     @property
