@@ -258,8 +258,6 @@ def test_bc_scores_above_random_on_reacher(tmp_path):
 
 
 def test_metrics_csv_columns_stay_aligned(demos, tmp_path):
-    import csv
-
     trainer = Trainer(tiny(demos), tmp_path / "m", progress=False)
     trainer.run.mkdir(parents=True)
     trainer._log({"step": 0, "phase": "offline", "a": 1.0})
