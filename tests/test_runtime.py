@@ -441,6 +441,9 @@ def test_with_settings_overrides_by_node_parameter_name():
     cfg = with_settings(base, {"samples": 64, "iterations": 0, "horizon": 2})
     assert (cfg.num_samples, cfg.iterations, cfg.horizon) == (64, base.iterations, 2)
     assert with_settings(base, None) is base
+    assert with_settings(base, {"max_std": 0.5}).max_std == 0.5  # a float setting stays one
+    with pytest.raises(ValueError, match="min_std"):
+        with_settings(base, {"max_std": 0.01})  # below min_std
     with pytest.raises(ValueError, match=r"unknown \['elites'\]"):
         with_settings(base, {"elites": 8})
     with pytest.raises(ValueError, match="planner settings"):

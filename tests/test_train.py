@@ -176,7 +176,7 @@ def _check_eval_acting_overrides(run, capsys):
     real_plan = iqmpc.plan
 
     def spy(model, z, cfg, *a, **kw):
-        seen.append((cfg.num_samples, cfg.iterations, cfg.num_pi_trajs))
+        seen.append((cfg.num_samples, cfg.iterations, cfg.num_pi_trajs, cfg.max_std))
         return real_plan(model, z, cfg, *a, **kw)
 
     iqmpc.plan = spy
@@ -191,13 +191,19 @@ def _check_eval_acting_overrides(run, capsys):
         assert json.loads((run / "again.json").read_text())["returns"] == prior["returns"]
         assert main(["eval", str(run), "--episodes", "1", "--samples", "16",
                      "--iterations", "1"]) == 0
-        assert seen and set(seen) == {(16, 1, 4)}  # pi samples stay as trained
+        assert seen and set(seen) == {(16, 1, 4, 2.0)}  # pi samples stay as trained
         planned = json.loads((run / "eval-60-s16-i1.json").read_text())
         assert planned["planner"]["num_samples"] == 16 and planned["acting"] == "mpc"
+        seen.clear()
+        assert main(["eval", str(run), "--episodes", "1", "--max-std", "0.5"]) == 0
+        assert seen and {s[3] for s in seen} == {0.5}
+        narrow = json.loads((run / "eval-60-std0.5.json").read_text())
+        assert narrow["planner"]["max_std"] == 0.5
     finally:
         iqmpc.plan = real_plan
     capsys.readouterr()
     for bad, msg in ((["--prior", "--samples", "16"], "--prior: acts without planning"),
+                     (["--prior", "--max-std", "1"], "--prior: acts without planning"),
                      (["--shards", "2"], "--shards: applies to bundles only"),
                      (["--samples", "4"], "num_pi_trajs")):
         assert main(["eval", str(run), "--episodes", "1", *bad]) == 2

@@ -222,9 +222,9 @@ def _print_eval(r: dict[str, Any]) -> None:
              else f"decoded-reward correlation {r['reward_correlation']:.3f}"))
 
 
-def set_acting(agent: Any, settings: dict[str, int], prior: bool = False) -> dict[str, Any]:
+def set_acting(agent: Any, settings: dict[str, float], prior: bool = False) -> dict[str, Any]:
     """Make a loaded IQ-MPC agent act with its policy prior's mean (``prior``) or plan with
-    the MPPI ``settings`` (``samples``, ``iterations``, ``horizon``, as the planner node
+    the MPPI ``settings`` (``samples``, ``iterations``, ``horizon``, ``max_std``, as the node
     names them); returns how it now acts, for the result JSON. Other methods have nothing
     to set and refuse either with a one-line ValueError."""
     from wmil_core.runtime.planner import with_settings
@@ -232,10 +232,11 @@ def set_acting(agent: Any, settings: dict[str, int], prior: bool = False) -> dic
     if not (settings or prior):
         return {}
     if prior and settings:
-        raise ValueError("--prior: acts without planning; drop --samples/--iterations/--horizon")
+        raise ValueError("--prior: acts without planning; drop --samples/--iterations/"
+                         "--horizon/--max-std")
     cfg = getattr(agent, "cfg", None)
     if cfg is None or not hasattr(cfg, "planner"):
-        raise ValueError(f"--prior/--samples/--iterations/--horizon: apply to IQ-MPC "
+        raise ValueError(f"--prior/--samples/--iterations/--horizon/--max-std: apply to IQ-MPC "
                          f"checkpoints, not {type(agent).__name__}")
     if prior:
         cfg.mpc = False
@@ -245,19 +246,22 @@ def set_acting(agent: Any, settings: dict[str, int], prior: bool = False) -> dic
     return {"acting": "mpc", "planner": dataclasses.asdict(cfg.planner)}
 
 
-def acting_tag(settings: dict[str, int], prior: bool) -> str:
+def acting_tag(settings: dict[str, float], prior: bool) -> str:
     """File-name suffix of an evaluation that acted differently from training."""
     if prior:
         return "-prior"
-    return "".join(f"-{k[0]}{settings[k]}" for k in ("samples", "iterations", "horizon")
-                   if k in settings)
+    tag = "".join(f"-{k[0]}{settings[k]}" for k in ("samples", "iterations", "horizon")
+                  if k in settings)
+    return tag + (f"-std{settings['max_std']:g}" if "max_std" in settings else "")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate a run, a checkpoint or an exported bundle; print and save JSON."""
     src = Path(args.run)
-    settings = {k: int(v) for k in ("samples", "iterations", "horizon", "shards")
-                if (v := getattr(args, k, None))}
+    settings: dict[str, float] = {k: int(v) for k in ("samples", "iterations", "horizon",
+                                                      "shards") if (v := getattr(args, k, None))}
+    if args.max_std is not None:
+        settings["max_std"] = args.max_std
     if (src / "manifest.json").is_file():  # an exported bundle: the onnxruntime planner
         from wmil_core.bundle_eval import evaluate_bundle, record_evaluation
 
@@ -470,6 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="MPPI samples (policy-prior samples and elites stay as trained)")
     ev.add_argument("--iterations", type=int, default=None, help="MPPI iterations")
     ev.add_argument("--horizon", type=int, default=None, help="MPPI horizon")
+    ev.add_argument("--max-std", dest="max_std", type=float, default=None,
+                    help="upper clamp of MPPI's sampling std, in action units (paper: 2)")
     ev.add_argument("--prior", action="store_true",
                     help="runs and checkpoints: act with the policy prior's mean, no planning")
     ev.add_argument("--threads", type=int, default=None,

@@ -70,17 +70,20 @@ def check_obs(obs: Mapping[str, Any], spec: Mapping[str, ObsKey]) -> dict[str, n
 
 
 # planner settings by their node-parameter names -> PlannerConfig fields
-SETTINGS = {"samples": "num_samples", "iterations": "iterations", "horizon": "horizon"}
+SETTINGS = {"samples": "num_samples", "iterations": "iterations", "horizon": "horizon",
+            "max_std": "max_std"}
+FLOAT_SETTINGS = {"max_std"}
 
 
-def with_settings(config: PlannerConfig, settings: Mapping[str, int] | None) -> PlannerConfig:
+def with_settings(config: PlannerConfig, settings: Mapping[str, float] | None) -> PlannerConfig:
     """``config`` with overrides named as the planner node's parameters (``samples``,
-    ``iterations``, ``horizon``; 0 or missing keeps the value). A bad name or value raises
-    ValueError naming it."""
+    ``iterations``, ``horizon``, and ``max_std``, the sampling std's upper clamp; 0 or missing
+    keeps the value). A bad name or value raises ValueError naming it."""
     unknown = sorted(set(settings or {}) - set(SETTINGS))
     if unknown:
         raise ValueError(f"planner settings: unknown {unknown} (known: {', '.join(SETTINGS)})")
-    over = {SETTINGS[k]: int(v) for k, v in (settings or {}).items() if v}
+    over = {SETTINGS[k]: float(v) if k in FLOAT_SETTINGS else int(v)
+            for k, v in (settings or {}).items() if v}
     try:
         return dataclasses.replace(config, **over) if over else config
     except (TypeError, ValueError) as exc:
