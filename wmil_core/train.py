@@ -75,6 +75,15 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def write_csv(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None:
+    """Write a whole CSV file (header, then ``rows``) atomically."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields)
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write(path, buf.getvalue())
+
+
 class Trainer:
     """Owns the run directory, environments, buffers and agent of one run."""
 
@@ -148,13 +157,7 @@ class Trainer:
                 if not set(row) <= set(fields):  # a new column: rewrite with the union
                     rows = list(reader)
         if not fields or rows or not set(row) <= set(fields):
-            fields = fields + [k for k in row if k not in fields]
-            buf = io.StringIO()
-            w = csv.DictWriter(buf, fieldnames=fields)
-            w.writeheader()
-            w.writerows(rows)
-            w.writerow(row)
-            atomic_write(path, buf.getvalue())
+            write_csv(path, fields + [k for k in row if k not in fields], [*rows, row])
         else:
             with path.open("a", newline="") as f:
                 csv.DictWriter(f, fieldnames=fields).writerow(row)
@@ -222,11 +225,7 @@ class Trainer:
             rows = list(reader)
         keep = [r for r in rows if not r.get("update") or int(float(r["update"])) <= updates]
         if len(keep) < len(rows):
-            buf = io.StringIO()
-            w = csv.DictWriter(buf, fieldnames=fields)
-            w.writeheader()
-            w.writerows(keep)
-            atomic_write(path, buf.getvalue())
+            write_csv(path, fields, keep)
 
     # -- evaluation -----------------------------------------------------------------------------
     @property

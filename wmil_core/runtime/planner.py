@@ -77,8 +77,8 @@ FLOAT_SETTINGS = {"max_std"}
 
 def with_settings(config: PlannerConfig, settings: Mapping[str, float] | None) -> PlannerConfig:
     """``config`` with overrides named as the planner node's parameters (``samples``,
-    ``iterations``, ``horizon``, and ``max_std``, the sampling std's upper clamp; 0 or missing
-    keeps the value). A bad name or value raises ValueError naming it."""
+    ``iterations``, ``horizon``; 0 or missing keeps the value) or ``max_std``, the sampling
+    std's upper clamp (``wmil eval`` only). A bad name or value raises ValueError naming it."""
     unknown = sorted(set(settings or {}) - set(SETTINGS))
     if unknown:
         raise ValueError(f"planner settings: unknown {unknown} (known: {', '.join(SETTINGS)})")
