@@ -204,6 +204,7 @@ def _check_eval_acting_overrides(run, capsys):
     capsys.readouterr()
     for bad, msg in ((["--prior", "--samples", "16"], "--prior: acts without planning"),
                      (["--prior", "--max-std", "1"], "--prior: acts without planning"),
+                     (["--max-std", "0"], "--max-std: must be > 0, got 0.0"),
                      (["--shards", "2"], "--shards: applies to bundles only"),
                      (["--samples", "4"], "num_pi_trajs")):
         assert main(["eval", str(run), "--episodes", "1", *bad]) == 2

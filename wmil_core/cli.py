@@ -224,8 +224,8 @@ def _print_eval(r: dict[str, Any]) -> None:
 
 def set_acting(agent: Any, settings: dict[str, float], prior: bool = False) -> dict[str, Any]:
     """Make a loaded IQ-MPC agent act with its policy prior's mean (``prior``) or plan with
-    the MPPI ``settings`` (``samples``, ``iterations``, ``horizon``, ``max_std``, as the node
-    names them); returns how it now acts, for the result JSON. Other methods have nothing
+    the MPPI ``settings`` (``samples``, ``iterations``, ``horizon`` as the planner node names
+    them, and ``max_std``); returns how it now acts, for the result JSON. Other methods have nothing
     to set and refuse either with a one-line ValueError."""
     from wmil_core.runtime.planner import with_settings
 
@@ -261,6 +261,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     settings: dict[str, float] = {k: int(v) for k in ("samples", "iterations", "horizon",
                                                       "shards") if (v := getattr(args, k, None))}
     if args.max_std is not None:
+        if not args.max_std > 0:  # 0 would mean "as trained" to with_settings
+            raise ValueError(f"--max-std: must be > 0, got {args.max_std}")
         settings["max_std"] = args.max_std
     if (src / "manifest.json").is_file():  # an exported bundle: the onnxruntime planner
         from wmil_core.bundle_eval import evaluate_bundle, record_evaluation

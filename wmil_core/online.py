@@ -124,8 +124,8 @@ class OnlineLearner:
             with self.lock:
                 e = self.expert.sample(b, self.rng, self.agent.device)
                 beh = self.behaviour.sample(b, self.rng, self.agent.device)
-                if self.symmetry is not None:
-                    e = self.symmetry.augment(e, self.rng)
+            if self.symmetry is not None:  # tensor work: outside the buffers' lock
+                e = self.symmetry.augment(e, self.rng)
             self.agent.update(e, beh)
             self.updates += 1
             if self.updates % self.export_every == 0:
