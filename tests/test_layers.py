@@ -16,6 +16,78 @@ def test_simnorm_groups_sum_to_one():
     assert (y > 0).all()
 
 
+def test_simnorm_matches_softmax_and_its_first_and_second_derivatives():
+    from wmil_core.nn import layers
+
+    x = (torch.randn(6, 3, 32, dtype=torch.float64) * 4).requires_grad_(True)
+    y = simnorm(x, 8)
+    assert type(y.grad_fn).__name__ == "_SimNormFnBackward"  # the hand-written backward
+
+    def ref(v):
+        return nn.functional.softmax(v.view(6, 3, 4, 8), -1).view(v.shape)
+
+    torch.testing.assert_close(y, ref(x))
+    g = torch.randn_like(x)
+    torch.testing.assert_close(torch.autograd.grad(y, x, g)[0],
+                               torch.autograd.grad(ref(x), x, g)[0])
+    assert torch.autograd.gradgradcheck(lambda v: layers.simnorm(v, 8), (x[:2, :1],))
+    with torch.no_grad():  # planning: the plain group softmax
+        torch.testing.assert_close(simnorm(x, 8), ref(x))
+    big = torch.full((2, 16), 1e4)  # no overflow: the group maximum is subtracted
+    assert torch.allclose(simnorm(big, 8), torch.full((2, 16), 1 / 8))
+
+
+@pytest.mark.parametrize("members", [0, 3])
+def test_fused_layer_norm_mish_matches_the_separate_operators(members):
+    """One kernel for LayerNorm, affine and Mish, forward and backward: the same values and
+    gradients as F.layer_norm + affine + mish (members 0: a (D,) affine; 3: per member)."""
+    from wmil_core.nn import layers
+
+    assert layers.FUSED_MISH
+    lead = (members, 40) if members else (5, 40)
+    torch.manual_seed(0)
+    x = (torch.randn(*lead, 48) * 3 + 1).requires_grad_(True)
+    shape = (members, 1, 48) if members else (48,)
+    w = (torch.randn(shape) + 1).requires_grad_(True)
+    b = torch.randn(shape).requires_grad_(True)
+    g = torch.randn(*lead, 48)
+
+    def ref(x, w, b):
+        return nn.functional.mish(nn.functional.layer_norm(x, (48,), eps=1e-5) * w + b)
+
+    y = layers.layer_norm_mish(x, w, b, 1e-5, 48)
+    assert type(y.grad_fn).__name__ == "ViewBackward0"
+    assert type(y.grad_fn.next_functions[0][0]).__name__ == "_FusedLayerNormMishFnBackward"
+    torch.testing.assert_close(y, ref(x, w, b), rtol=1e-5, atol=1e-5)
+    got = torch.autograd.grad(y, (x, w, b), g)
+    want = torch.autograd.grad(ref(x, w, b), (x, w, b), g)
+    for a, e in zip(got, want):
+        torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-4)
+    # frozen affine (the policy loss freezes the Q heads): the gradient of x alone
+    (gx,) = torch.autograd.grad(layers.layer_norm_mish(x, w.detach(), b.detach(), 1e-5, 48), x, g)
+    torch.testing.assert_close(gx, want[0], rtol=1e-4, atol=1e-4)
+    with torch.no_grad():  # planning: the forward-only kernel from FUSED_MISH_MIN_NUMEL on
+        big = torch.randn(*lead[:-1], 1000, 48)
+        assert big.numel() >= layers.FUSED_MISH_MIN_NUMEL
+        torch.testing.assert_close(layers.layer_norm_mish(big, w, b, 1e-5, 48), ref(big, w, b),
+                                   rtol=1e-5, atol=1e-5)
+    assert {"ln_forward", "ln_grads", "ln_grad_x", "ln_value"} <= set(layers._FUSED)
+
+
+def test_fused_layer_norm_mish_second_derivatives():
+    """Gradient penalties differentiate dQ/dx again: the fused backward is differentiable."""
+    from wmil_core.nn import layers
+
+    x = torch.randn(2, 5, 6, dtype=torch.float64, requires_grad=True)
+    w = (torch.randn(2, 1, 6, dtype=torch.float64) + 1).requires_grad_(True)
+    b = torch.randn(2, 1, 6, dtype=torch.float64, requires_grad=True)
+    fn = lambda x, w, b: layers.layer_norm_mish(x, w, b, 1e-5, 6)  # noqa: E731
+    assert type(fn(x, w, b).grad_fn.next_functions[0][0]).__name__ == (
+        "_FusedLayerNormMishFnBackward")
+    assert torch.autograd.gradcheck(fn, (x, w, b))
+    assert torch.autograd.gradgradcheck(fn, (x, w, b))
+
+
 def test_q_ensemble_matches_independent_heads():
     torch.manual_seed(0)
     q = QEnsemble(3, 6, 8, dropout=0.0)
@@ -117,7 +189,7 @@ def test_fused_mish_kernels_compute_what_the_eager_ops_do():
         big, small = torch.randn(4, 96, 384) * 8, torch.randn(3, 5)
         torch.testing.assert_close(layers.mish(big), nn.functional.mish(big), rtol=1e-5,
                                    atol=1e-6)
-    assert set(layers._FUSED) == {"value", "value_and_slope"}
+    assert {"value", "value_and_slope"} <= set(layers._FUSED)
     with torch.no_grad():
         assert layers.mish(big).shape == big.shape
         torch.testing.assert_close(layers.mish(small), nn.functional.mish(small))

@@ -335,8 +335,9 @@ def test_bench_speed_autograd_mish_baseline_times_a_twin_without_the_hand_backwa
     from wmil_core.nn import layers
 
     calls = []
-    for fn in (layers._MishFn, layers._FusedMishFn):  # hand-written, eager or fused
-        monkeypatch.setattr(fn, "apply", lambda x, real=fn.apply: calls.append(1) or real(x))
+    # hand-written, eager or fused, alone or fused with the LayerNorm before it
+    for fn in (layers._MishFn, layers._FusedMishFn, layers._FusedLayerNormMishFn):
+        monkeypatch.setattr(fn, "apply", lambda *a, real=fn.apply: calls.append(1) or real(*a))
     speed("cpu", updates=2, plans=1, threads=1, out=tmp_path / "a.json")
     alone = len(calls)
     calls.clear()
@@ -356,8 +357,8 @@ def test_bench_speed_eager_mish_baseline_times_a_twin_without_the_fused_kernels(
     from wmil_core.nn import layers
 
     calls = []
-    real = layers._FusedMishFn.apply
-    monkeypatch.setattr(layers._FusedMishFn, "apply", lambda x: calls.append(1) or real(x))
+    for fn in (layers._FusedMishFn, layers._FusedLayerNormMishFn):
+        monkeypatch.setattr(fn, "apply", lambda *a, real=fn.apply: calls.append(1) or real(*a))
     speed("cpu", updates=2, plans=1, threads=1, out=tmp_path / "a.json")
     alone = len(calls)
     calls.clear()

@@ -34,8 +34,8 @@ def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updat
     ``per_sample_value``: the same way, against a twin (compiled alike) whose planner values
     every sample from its own copy of the start (``planning.trajectory_value``) instead of
     doing the start's work once (``planning.shared_trajectory_value``, the agent's own).
-    ``eager_mish``: the same way, against a twin whose Mish runs as eager element-wise ops
-    instead of the fused kernels (``layers.FUSED_MISH`` off).
+    ``eager_mish``: the same way, against a twin whose Mish (and LayerNorm before it) runs
+    as eager operators instead of the fused kernels (``layers.FUSED_MISH`` off).
     """
     from wmil_core.agents.iqmpc import IQMPC
     from wmil_core.buffer import EpisodeBuffer

@@ -197,10 +197,12 @@ class WorldModel(nn.Module):
         qs = self._target_Qs if target else self._Qs
         if kind == "all":
             return qs(x.reshape(-1, x.shape[-1])).reshape(self.cfg.num_q, *lead, 1)
-        # two random heads, and only those two are computed
-        # (split, not [:2]: inductor's randperm-slice pattern pass fails on the sliced form)
-        idx = torch.randperm(self.cfg.num_q, device=x.device).split(2)[0]
-        out = qs(x.reshape(-1, x.shape[-1]), idx).reshape(2, *lead, 1)
+        if self.cfg.num_q == 2:  # the two random heads are both: no weights to gather
+            out = qs(x.reshape(-1, x.shape[-1])).reshape(2, *lead, 1)
+        else:  # two random heads, and only those two are computed (split, not [:2]:
+            # inductor's randperm-slice pattern pass fails on the sliced form)
+            idx = torch.randperm(self.cfg.num_q, device=x.device).split(2)[0]
+            out = qs(x.reshape(-1, x.shape[-1]), idx).reshape(2, *lead, 1)
         return out.amin(0) if kind == "min" else out.mean(0)
 
     def V(self, z: Tensor, target: bool = False, beta: float = 0.0) -> Tensor:  # noqa: N802

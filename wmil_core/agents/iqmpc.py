@@ -99,8 +99,9 @@ class IQMPC:
             {"params": self.model._encoder.parameters(), "lr": cfg.lr * cfg.enc_lr_scale},
             {"params": self.model._dynamics.parameters()},
             {"params": self.model._Qs.parameters()},
-        ], lr=cfg.lr)
-        self.pi_optim = torch.optim.Adam(self.model._pi.parameters(), lr=cfg.lr, eps=1e-5)
+        ], lr=cfg.lr, fused=True)
+        self.pi_optim = torch.optim.Adam(self.model._pi.parameters(), lr=cfg.lr, eps=1e-5,
+                                         fused=True)
         self.model.eval()
         self.generator = torch.Generator().manual_seed(seed)
         self._prev_mean: Tensor | None = None
