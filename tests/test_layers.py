@@ -71,7 +71,56 @@ def test_fused_layer_norm_mish_matches_the_separate_operators(members):
         assert big.numel() >= layers.FUSED_MISH_MIN_NUMEL
         torch.testing.assert_close(layers.layer_norm_mish(big, w, b, 1e-5, 48), ref(big, w, b),
                                    rtol=1e-5, atol=1e-5)
-    assert {"ln_forward", "ln_grads", "ln_grad_x", "ln_value"} <= set(layers._FUSED)
+    for kernel, names in (("ln_forward", {"ln_forward", "ln_grads", "ln_grad_x"}),
+                          ("ln_value", {"ln_value"})):  # one set per width, dtype, device
+        assert set(layers._FUSED[(kernel, 48, torch.float32, "cpu")]) == names
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_dropout_folded_into_the_fused_layer_norm_mish_drops_what_dropout_drops(
+        monkeypatch, grad):
+    """The Q heads' first layer: dropout's positions zeroed in place, its scale inside the
+    kernels; the same output and gradients as Dropout then the separate operators."""
+    from wmil_core.nn import layers
+
+    drop = layers.Dropout(0.05).train()
+    w = (torch.randn(2, 1, 64) + 1).requires_grad_(grad)
+    b = torch.randn(2, 1, 64).requires_grad_(grad)
+    x0 = torch.randn(2, 300, 64) * 2
+    g = torch.randn(2, 300, 64)
+
+    def run(fused: bool):
+        monkeypatch.setattr(layers, "FUSED_MISH", fused)
+        x = x0.clone().requires_grad_(grad)
+        torch.manual_seed(3)  # the same dropped positions
+        with torch.set_grad_enabled(grad):
+            y = layers.layer_norm_mish(x.clone() if grad else x, w, b, 1e-5, 64, drop)
+        return (y, *torch.autograd.grad(y, (x, w, b), g)) if grad else (y,)
+
+    want, got = run(False), run(True)
+    for a, e in zip(got, want):
+        torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-4)
+    torch.manual_seed(3)
+    kept = torch.ones(x0.numel())
+    kept[layers.drop_positions(x0.numel(), 0.05)] = 0.0
+    assert 0.02 < 1 - kept.mean() < 0.08
+    undropped = layers.layer_norm_mish(x0, w, b, 1e-5, 64)  # dropout off: a different output
+    assert not torch.allclose(undropped, got[0], atol=1e-3)
+    if grad:  # the input's gradient is exactly 0 where it was dropped, and only there
+        assert torch.equal(got[1].reshape(-1) == 0, kept == 0)
+
+
+def test_single_output_ensemble_layer_backward_matches_the_batched_matmul():
+    from wmil_core.nn import layers
+
+    h = torch.randn(2, 7, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, 5, 1, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(2, 1, 1, dtype=torch.float64, requires_grad=True)
+    y = layers.ensemble_linear(h, w, b)
+    assert type(y.grad_fn).__name__ == "_ToScalarFnBackward"
+    torch.testing.assert_close(y, torch.baddbmm(b, h, w))
+    assert torch.autograd.gradcheck(layers.ensemble_linear, (h, w, b))
+    assert torch.autograd.gradgradcheck(layers.ensemble_linear, (h, w, b))
 
 
 def test_fused_layer_norm_mish_second_derivatives():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import types
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -67,7 +68,7 @@ class _FusedMishFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: Tensor) -> Tensor:  # noqa: D102
-        y, slope = _FUSED["value_and_slope"](x.reshape(-1))  # flat: one kernel, any shape
+        y, slope = _FUSED["value_and_slope"]["value_and_slope"](x.reshape(-1))  # flat: any shape
         ctx.save_for_backward(x, slope.view(x.shape))
         return y.view(x.shape)
 
@@ -86,85 +87,125 @@ def _layer_norm_stats(x: Tensor, eps: float) -> tuple[Tensor, Tensor]:
     return mean, torch.rsqrt((xc * xc).mean(-1, keepdim=True) + eps)
 
 
-def _ln_mish_value(x: Tensor, w: Tensor, b: Tensor, eps: float) -> Tensor:
-    """mish(LayerNorm(x) w + b), for one fused kernel."""
+def _ln_mish_value(x: Tensor, w: Tensor, b: Tensor, eps: float, scale: Tensor) -> Tensor:
+    """mish(LayerNorm(scale x) w + b), for one fused kernel."""
+    x = x * scale
     mean, rstd = _layer_norm_stats(x, eps)
     return _mish_value((x - mean) * rstd * w + b)
 
 
-def _ln_mish_forward(x: Tensor, w: Tensor, b: Tensor,
-                     eps: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(mish(u), mish'(u), mean, 1 / std) with u = LayerNorm(x) w + b."""
+def _ln_mish_forward(x: Tensor, w: Tensor, b: Tensor, eps: float,
+                     scale: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(mish(u), mish'(u), mean, 1 / std) with u = LayerNorm(scale x) w + b."""
+    x = x * scale
     mean, rstd = _layer_norm_stats(x, eps)
     y, slope = _mish_value_and_slope((x - mean) * rstd * w + b)
     return y, slope, mean, rstd
 
 
 def _ln_mish_grads(g: Tensor, slope: Tensor, x: Tensor, mean: Tensor, rstd: Tensor,
-                   w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Gradients of mish(LayerNorm(x) w + b) for x (E, R, D) and w, b (E, 1, D), given the
-    output's gradient ``g``, x and :func:`_ln_mish_forward`'s slope, mean and 1 / std."""
-    xhat = (x - mean) * rstd
+                   w: Tensor, scale: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients of mish(LayerNorm(scale x) w + b) for x (E, R, D) and w, b (E, 1, D), given
+    the output's gradient ``g``, x and :func:`_ln_mish_forward`'s slope, mean and 1 / std."""
+    xhat = (x * scale - mean) * rstd
     gu = g * slope
     gxh = gu * w
     gx = rstd * (gxh - gxh.mean(-1, keepdim=True) - xhat * (gxh * xhat).mean(-1, keepdim=True))
-    return gx, (gu * xhat).sum(1, keepdim=True), gu.sum(1, keepdim=True)
+    return gx * scale, (gu * xhat).sum(1, keepdim=True), gu.sum(1, keepdim=True)
 
 
 def _ln_mish_grad_x(g: Tensor, slope: Tensor, x: Tensor, mean: Tensor, rstd: Tensor,
-                    w: Tensor) -> Tensor:
+                    w: Tensor, scale: Tensor) -> Tensor:
     """:func:`_ln_mish_grads` for x alone (the affine parameters are frozen)."""
-    xhat = (x - mean) * rstd
+    xhat = (x * scale - mean) * rstd
     gxh = g * slope * w
-    return rstd * (gxh - gxh.mean(-1, keepdim=True) - xhat * (gxh * xhat).mean(-1, keepdim=True))
+    gx = rstd * (gxh - gxh.mean(-1, keepdim=True) - xhat * (gxh * xhat).mean(-1, keepdim=True))
+    return gx * scale
 
 
 class _FusedLayerNormMishFn(torch.autograd.Function):
     """mish(LayerNorm(x) w + b) in compiled kernels: one forward pass writes the output and
     what the backward needs, one backward pass returns the gradients. Inputs x (E, R, D),
-    w and b (E, 1, D). A double backward (create_graph) rebuilds the differentiable formula."""
+    w and b (E, 1, D). A double backward (create_graph) rebuilds the differentiable formula.
+
+    With ``drop`` (positions, scale), dropout before the normalisation: x's dropped
+    positions must already be zero (the caller zeroes them in place), the kernels scale the
+    rest, and x's gradient is zeroed at the same positions.
+    """
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, w: Tensor, b: Tensor, eps: float) -> Tensor:  # noqa: D102
-        y, slope, mean, rstd = _FUSED["ln_forward"](x, w, b, eps)
-        ctx.save_for_backward(x, w, b, slope, mean, rstd)
-        ctx.eps = eps
+    def forward(ctx: Any, x: Tensor, w: Tensor, b: Tensor, eps: float,  # noqa: D102
+                drop: tuple[Tensor, float] | None, kernels: dict[str, Any]) -> Tensor:
+        scale = _scale(1.0 if drop is None else drop[1], x)
+        y, slope, mean, rstd = kernels["ln_forward"](x, w, b, eps, scale)
+        ctx.save_for_backward(x, w, b, slope, mean, rstd, scale,
+                              *(() if drop is None else (drop[0],)))
+        ctx.eps, ctx.kernels = eps, kernels
         return y
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # noqa: D102
-        x, w, b, slope, mean, rstd = ctx.saved_tensors
+        x, w, b, slope, mean, rstd, scale, *pos = ctx.saved_tensors
         grad = grad.contiguous()
         if torch.is_grad_enabled():  # a double backward: the saved tensors carry no graph
-            mean, rstd = _layer_norm_stats(x, ctx.eps)
-            u = (x - mean) * rstd * w + b
+            if pos:  # the dropped positions' zeros as a function of x (no gradient there)
+                x = x.reshape(-1).index_fill(0, pos[0], 0.0).view(x.shape)
+            mean, rstd = _layer_norm_stats(x * scale, ctx.eps)
+            u = (x * scale - mean) * rstd * w + b
             slope = _mish_slope(u, *_mish_parts(u))
-            return (*_ln_mish_grads(grad, slope, x, mean, rstd, w), None)
+            gx, gw, gb = _ln_mish_grads(grad, slope, x, mean, rstd, w, scale)
+            if pos:
+                gx = gx.reshape(-1).index_fill(0, pos[0], 0.0).view(gx.shape)
+            return gx, gw, gb, None, None, None
+        k = ctx.kernels
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-            return (*_FUSED["ln_grads"](grad, slope, x, mean, rstd, w), None)
-        return _FUSED["ln_grad_x"](grad, slope, x, mean, rstd, w), None, None, None
+            gx, gw, gb = k["ln_grads"](grad, slope, x, mean, rstd, w, scale)
+        else:
+            gx, gw, gb = k["ln_grad_x"](grad, slope, x, mean, rstd, w, scale), None, None
+        if pos:  # a fresh tensor from the kernel
+            gx.view(-1).index_fill_(0, pos[0], 0.0)
+        return gx, gw, gb, None, None, None
 
 
-def layer_norm_mish(x: Tensor, weight: Tensor, bias: Tensor, eps: float, d: int) -> Tensor:
-    """mish(LayerNorm(x) weight + bias) over x's last axis, of width ``d`` (a Python int,
-    which the ONNX export records as a constant).
+def _fusable() -> bool:
+    """Whether :func:`layer_norm_mish` may take its compiled kernels here and now."""
+    return (FUSED_MISH and HAND_MISH_BACKWARD and not torch.onnx.is_in_onnx_export()
+            and not torch.compiler.is_compiling())
+
+
+def layer_norm_mish(x: Tensor, weight: Tensor, bias: Tensor, eps: float, d: int,
+                    dropout: nn.Module | None = None) -> Tensor:
+    """mish(LayerNorm(dropout(x)) weight + bias) over x's last axis, of width ``d`` (a
+    Python int, which the ONNX export records as a constant).
 
     ``weight`` and ``bias``: (D,), or (E, 1, D) per ensemble member for x (E, ..., D).
     Outside tracing, where the fused Mish runs (``FUSED_MISH``), normalisation, affine and
     Mish are one compiled kernel forward and one backward (with a gradient, or without one
     from ``FUSED_MISH_MIN_NUMEL`` elements); otherwise ``F.layer_norm``, the affine and
-    :func:`mish` as separate operators (what the ONNX export records).
+    :func:`mish` as separate operators (what the ONNX export records). A :class:`Dropout`
+    that would draw its positions is folded into the kernels: it zeroes x's dropped
+    positions in place (x must be the caller's own fresh pre-activation) and the kernels
+    scale the rest, two passes fewer each way.
     """
-    export = torch.onnx.is_in_onnx_export()
-    if FUSED_MISH and HAND_MISH_BACKWARD and not export and not torch.compiler.is_compiling():
+    if _fusable():
         e = 1 if weight.dim() == 1 else weight.shape[0]
-        x3, w3, b3 = x.reshape(e, -1, d), weight.view(e, 1, d), bias.view(e, 1, d)
-        if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
-                                        or bias.requires_grad):
-            if _fused_available(x, "ln_forward"):
-                return _FusedLayerNormMishFn.apply(x3, w3, b3, eps).view(x.shape)
-        elif x.numel() >= FUSED_MISH_MIN_NUMEL and _fused_available(x, "ln_value"):
-            return _FUSED["ln_value"](x3, w3, b3, eps).view(x.shape)
+        grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
+                                            or bias.requires_grad)
+        kernel = "ln_forward" if grad else "ln_value"
+        if (grad or x.numel() >= FUSED_MISH_MIN_NUMEL) and (k := _fused(x, kernel)):
+            drop = None
+            if isinstance(dropout, Dropout) and dropout.draws_positions():
+                x = x.contiguous()
+                drop = (drop_positions(x.numel(), dropout.p, x.device), 1.0 / (1.0 - dropout.p))
+                # zeroed before any view of x is taken (else autograd replays the view)
+                x.detach().view(-1).index_fill_(0, drop[0], 0.0)
+            x3, w3, b3 = x.reshape(e, -1, d), weight.view(e, 1, d), bias.view(e, 1, d)
+            if grad:
+                return _FusedLayerNormMishFn.apply(x3, w3, b3, eps, drop, k).view(x.shape)
+            scale = _scale(1.0 if drop is None else drop[1], x)
+            return k["ln_value"](x3, w3, b3, eps, scale).view(x.shape)
+    if dropout is not None:
+        x = dropout(x)
     if weight.dim() == 1:
         return mish(F.layer_norm(x, (d,), weight, bias, eps))
     return mish(F.layer_norm(x, (d,), eps=eps) * weight + bias)
@@ -173,7 +214,7 @@ def layer_norm_mish(x: Tensor, weight: Tensor, bias: Tensor, eps: float, d: int)
 HAND_MISH_BACKWARD = True  # False: autograd's chain through the identity (benchmarks compare)
 FUSED_MISH = True  # False: the eager element-wise ops (benchmarks compare; set off on failure)
 FUSED_MISH_MIN_NUMEL = 32768  # without a gradient, smaller tensors are faster eagerly
-_FUSED: dict[str, Any] = {}
+_FUSED: dict[Any, dict[str, Callable[..., Any]]] = {}  # see _fused_key
 
 
 def _members_rows_dynamic(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -182,8 +223,9 @@ def _members_rows_dynamic(fn: Callable[..., Any]) -> Callable[..., Any]:
     vectorises the row reductions; 1.7x faster than fully dynamic shapes for a
     (2, 1024, 384) forward) that serves every batch size and ensemble size."""
     def call(*args: Any) -> Any:
-        for t in args:
-            if isinstance(t, Tensor):
+        args = tuple(a.detach() if isinstance(a, Tensor) else a for a in args)  # no variants
+        for t in args:  # by requires_grad (the caller's autograd.Function differentiates)
+            if isinstance(t, Tensor) and t.dim() == 3:
                 for dim in (0, 1):
                     if t.shape[dim] > 1:
                         torch._dynamo.maybe_mark_dynamic(t, dim)
@@ -191,81 +233,72 @@ def _members_rows_dynamic(fn: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
-def _fused_kernels(kernel: str) -> tuple[dict[str, Any], Callable[[Tensor], None]]:
-    """The compiled functions that ``kernel`` names (the LayerNorm-Mish backward kernels
-    are built with its forward), each with a probe call that forces the build."""
-    def probe_1d(f: Any, x: Tensor) -> None:
-        f(torch.linspace(-3.0, 3.0, 64, device=x.device, dtype=x.dtype))
-
-    def probe_ln(fns: dict[str, Any], x: Tensor) -> None:
-        v = torch.linspace(-3.0, 3.0, 64, device=x.device, dtype=x.dtype).view(2, 4, 8)
-        w = v[:, :1]
-        out = fns[kernel](v, w, w, 1e-5)
-        if kernel == "ln_forward":
-            fns["ln_grads"](v, out[1], v, *out[2:], w)
-            fns["ln_grad_x"](v, out[1], v, *out[2:], w)
-
-    groups = {"value": {"value": _mish_value},
-              "value_and_slope": {"value_and_slope": _mish_value_and_slope},
-              "ln_value": {"ln_value": _ln_mish_value},
-              "ln_forward": {"ln_forward": _ln_mish_forward, "ln_grads": _ln_mish_grads,
-                             "ln_grad_x": _ln_mish_grad_x}}
-    if kernel.startswith("ln_"):  # (E, R, D) tensors: D stays static, E and R dynamic
-        fns = {k: _members_rows_dynamic(torch.compile(f, dynamic=False))
-               for k, f in groups[kernel].items()}
-    else:
-        fns = {k: torch.compile(f, dynamic=True) for k, f in groups[kernel].items()}
-    return fns, (lambda x: probe_ln(fns, x)) if kernel.startswith("ln_") else (
-        lambda x: probe_1d(fns[kernel], x))
+def _own_code(f: Callable[..., Any]) -> Callable[..., Any]:
+    """A copy of function ``f`` with a code object of its own: ``torch.compile`` keeps its
+    compiled variants (and counts them against its recompile limit) per code object."""
+    return types.FunctionType(f.__code__.replace(), f.__globals__, f.__name__, f.__defaults__,
+                              f.__closure__)
 
 
-def _fused_available(x: Tensor, kernel: str) -> bool:
-    """Compile the fused ``kernel`` (a key of ``_FUSED``: "value", "value_and_slope",
-    "ln_value" or "ln_forward") on its first use; False (and fusion off for good, with a
-    warning) where ``torch.compile`` cannot build it, e.g. without a C++ compiler."""
+_KERNELS: dict[str, dict[str, Callable[..., Any]]] = {
+    "value": {"value": _mish_value},
+    "value_and_slope": {"value_and_slope": _mish_value_and_slope},
+    "ln_value": {"ln_value": _ln_mish_value},
+    "ln_forward": {"ln_forward": _ln_mish_forward, "ln_grads": _ln_mish_grads,
+                   "ln_grad_x": _ln_mish_grad_x},
+}
+
+
+def _fused_key(x: Tensor, kernel: str) -> Any:
+    """Mish kernels are one per name (flat, dynamic shapes); LayerNorm-Mish kernels one set
+    per feature width, dtype and device, so that no set meets the recompile limit."""
+    return kernel if not kernel.startswith("ln_") else (kernel, x.shape[-1], x.dtype,
+                                                        x.device.type)
+
+
+def _scale(value: float, like: Tensor) -> Tensor:
+    """A 0-d tensor holding ``value`` (a dropout scale): a kernel argument that is not
+    specialised on, unlike a Python float."""
+    key = (value, like.dtype, like.device)
+    if key not in _SCALES:
+        _SCALES[key] = torch.tensor(value, dtype=like.dtype, device=like.device)
+    return _SCALES[key]
+
+
+_SCALES: dict[Any, Tensor] = {}
+
+
+def _fused(x: Tensor, kernel: str) -> dict[str, Callable[..., Any]] | None:
+    """The compiled functions of ``kernel`` (a key of ``_KERNELS``; the LayerNorm-Mish
+    backward kernels come with its forward) for tensors like x, built and probed on first
+    use; None (and fusion off for good, with a warning) where ``torch.compile`` cannot
+    build them, e.g. without a C++ compiler."""
     global FUSED_MISH
-    if kernel in _FUSED:
-        return True
+    key = _fused_key(x, kernel)
+    if key in _FUSED:
+        return _FUSED[key]
     try:
-        fns, probe = _fused_kernels(kernel)
         with torch.no_grad():
-            probe(x)
-    except Exception as exc:  # noqa: BLE001 - any failure to build means: stay eager
-        FUSED_MISH = False
-        warnings.warn(f"fused Mish kernels unavailable, using eager ops ({type(exc).__name__}: "
-                      f"{str(exc).splitlines()[0] if str(exc) else ''})", stacklevel=3)
-        return False
-    _FUSED.update(fns)
-    return True
-    try:
-        fns = {"value": _mish_value, "value_and_slope": _mish_value_and_slope,
-               "ln_value": _ln_mish_value, "ln_forward": _ln_mish_forward}
-        if kernel in ("ln_forward", "ln_grads", "ln_grad_x"):  # built together, one probe
-            for k, f in (("ln_forward", _ln_mish_forward), ("ln_grads", _ln_mish_grads),
-                         ("ln_grad_x", _ln_mish_grad_x)):
-                fns[k] = torch.compile(f, dynamic=True)
-            fn = fns["ln_forward"]
-        else:
-            fn = torch.compile(fns[kernel], dynamic=True)
-        with torch.no_grad():
-            probe = torch.linspace(-3.0, 3.0, 64, device=x.device, dtype=x.dtype)
-            if kernel.startswith("ln_"):
-                w = probe[:8].view(1, 1, 8)
-                out = fn(probe.view(1, 8, 8), w, w, 1e-5)
-                if kernel != "ln_value":
-                    fns["ln_grads"](probe.view(1, 8, 8), *out[1:], w)
-                    fns["ln_grad_x"](probe.view(1, 8, 8), *out[1:], w)
+            if kernel.startswith("ln_"):  # (E, R, D): D static, E and R dynamic
+                fns = {k: _members_rows_dynamic(torch.compile(_own_code(f), dynamic=False))
+                       for k, f in _KERNELS[kernel].items()}
+                v = torch.linspace(-3.0, 3.0, 8 * x.shape[-1], device=x.device,
+                                   dtype=x.dtype).view(2, 4, -1)
+                w, one = v[:, :1].contiguous(), _scale(1.0, x)
+                out = fns[kernel](v, w, w, 1e-5, one)
+                if kernel == "ln_forward":
+                    fns["ln_grads"](v, out[1], v, *out[2:], w, one)
+                    fns["ln_grad_x"](v, out[1], v, *out[2:], w, one)
             else:
-                fn(probe)
+                fns = {k: torch.compile(f, dynamic=True) for k, f in _KERNELS[kernel].items()}
+                fns[kernel](torch.linspace(-3.0, 3.0, 64, device=x.device, dtype=x.dtype))
     except Exception as exc:  # noqa: BLE001 - any failure to build means: stay eager
         FUSED_MISH = False
         warnings.warn(f"fused Mish kernels unavailable, using eager ops ({type(exc).__name__}: "
                       f"{str(exc).splitlines()[0] if str(exc) else ''})", stacklevel=3)
-        return False
-    _FUSED[kernel] = fn
-    if kernel == "ln_forward":
-        _FUSED.update(ln_grads=fns["ln_grads"], ln_grad_x=fns["ln_grad_x"])
-    return True
+        return None
+    _FUSED[key] = fns
+    return fns
 
 
 def mish(x: Tensor) -> Tensor:
@@ -285,10 +318,10 @@ def mish(x: Tensor) -> Tensor:
     may_fuse = FUSED_MISH and not export and not torch.compiler.is_compiling()
     if x.requires_grad and torch.is_grad_enabled():
         if HAND_MISH_BACKWARD and not export:
-            return (_FusedMishFn.apply(x) if may_fuse and _fused_available(x, "value_and_slope")
+            return (_FusedMishFn.apply(x) if may_fuse and _fused(x, "value_and_slope")
                     else _MishFn.apply(x))
-    elif may_fuse and x.numel() >= FUSED_MISH_MIN_NUMEL and _fused_available(x, "value"):
-        return _FUSED["value"](x.reshape(-1)).view(x.shape)
+    elif may_fuse and x.numel() >= FUSED_MISH_MIN_NUMEL and (k := _fused(x, "value")):
+        return k["value"](x.reshape(-1)).view(x.shape)
     return _mish_value(x)
 
 
@@ -404,9 +437,13 @@ class Dropout(nn.Dropout):
     element: TD-MPC2's 1% dropout in the Q heads drew as many random numbers as the layer
     has activations. Under ``torch.compile`` and for p > 0.1 it is ``nn.Dropout``."""
 
+    def draws_positions(self) -> bool:
+        """Whether the next forward drops :func:`drop_positions` (else ``nn.Dropout``'s)."""
+        return (SPARSE_DROPOUT and self.training and 0.0 < self.p <= 0.1 and not self.inplace
+                and not torch.compiler.is_compiling() and not torch.onnx.is_in_onnx_export())
+
     def forward(self, x: Tensor) -> Tensor:  # noqa: D102
-        if (not SPARSE_DROPOUT or not self.training or self.p == 0.0 or self.p > 0.1 or self.inplace
-                or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()):
+        if not self.draws_positions():
             return super().forward(x)
         return _SparseDropoutFn.apply(x, self.p)
 
@@ -447,6 +484,36 @@ def mlp(d_in: int, hidden: list[int], d_out: int, act: nn.Module | None = None,
     return nn.Sequential(*layers)
 
 
+class _ToScalarFn(torch.autograd.Function):
+    """(E, B, D) @ (E, D, 1) + (E, 1, 1), whose input gradient is a broadcast product: as a
+    batched matmul with an inner size of 1 it took 3-4x as long (0.8 ms for 2 x 1024 x 384).
+    The backward is made of differentiable operators (double backward works)."""
+
+    @staticmethod
+    def forward(ctx: Any, h: Tensor, w: Tensor, b: Tensor) -> Tensor:  # noqa: D102
+        ctx.save_for_backward(h, w)
+        return torch.baddbmm(b, h, w)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # noqa: D102
+        h, w = ctx.saved_tensors
+        need_h, need_w, need_b = ctx.needs_input_grad
+        return (grad * w.transpose(1, 2) if need_h else None,
+                torch.bmm(h.transpose(1, 2), grad) if need_w else None,
+                grad.sum(1, keepdim=True) if need_b else None)
+
+
+def ensemble_linear(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """x (E, B, in) or (B, in) shared by every member, w (E, in, out), b (E, 1, out) ->
+    (E, B, out) as one batched matmul (a single output: :class:`_ToScalarFn`)."""
+    if x.dim() == 2:
+        x = x.unsqueeze(0).expand(w.shape[0], -1, -1)
+    if (w.shape[-1] == 1 and torch.is_grad_enabled() and not torch.onnx.is_in_onnx_export()
+            and not torch.compiler.is_compiling()):
+        return _ToScalarFn.apply(x, w, b)
+    return torch.baddbmm(b, x, w)
+
+
 class EnsembleLinear(nn.Module):
     """``E`` independent linear layers applied as one batched matmul: (E, B, in) -> (E, B, out)."""
 
@@ -461,9 +528,7 @@ class EnsembleLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:  # noqa: D102
         # x: (E, B, in), or (B, in) shared by every member
-        if x.dim() == 2:
-            x = x.unsqueeze(0).expand(self.weight.shape[0], -1, -1)
-        return torch.baddbmm(self.bias, x, self.weight)
+        return ensemble_linear(x, self.weight, self.bias)
 
 
 class EnsembleLayerNorm(nn.Module):
@@ -507,23 +572,21 @@ class QEnsemble(nn.Module):
 
     def forward(self, x: Tensor, heads: Tensor | None = None) -> Tensor:
         """x: (B, in) -> (num_q, B, 1), or only the members ``heads`` -> (len(heads), B, 1)."""
-        def ln_mish(layer: EnsembleLayerNorm, v: Tensor, hd: Tensor | None) -> Tensor:
+        def ln_mish(layer: EnsembleLayerNorm, v: Tensor, hd: Tensor | None,
+                    dropout: nn.Module | None = None) -> Tensor:
             w, b = (layer.weight, layer.bias) if hd is None else (layer.weight[hd],
                                                                  layer.bias[hd])
-            return layer_norm_mish(v, w, b, layer.eps, self.hidden)
+            return layer_norm_mish(v, w, b, layer.eps, self.hidden, dropout)
 
         if heads is None:
-            h = ln_mish(self.ln1, self.dropout(self.l1(x)), None)  # (num_q, B, hidden)
+            h = ln_mish(self.ln1, self.l1(x), None, self.dropout)  # (num_q, B, hidden)
             h = ln_mish(self.ln2, self.l2(h), None)
             return self.out(h)
 
         def lin(layer: EnsembleLinear, v: Tensor) -> Tensor:
-            w, b = layer.weight[heads], layer.bias[heads]
-            if v.dim() == 2:
-                v = v.unsqueeze(0).expand(w.shape[0], -1, -1)
-            return torch.baddbmm(b, v, w)
+            return ensemble_linear(v, layer.weight[heads], layer.bias[heads])
 
-        h = ln_mish(self.ln1, self.dropout(lin(self.l1, x)), heads)
+        h = ln_mish(self.ln1, lin(self.l1, x), heads, self.dropout)
         h = ln_mish(self.ln2, lin(self.l2, h), heads)
         return lin(self.out, h)
 
