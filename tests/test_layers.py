@@ -110,6 +110,27 @@ def test_dropout_folded_into_the_fused_layer_norm_mish_drops_what_dropout_drops(
         assert torch.equal(got[1].reshape(-1) == 0, kept == 0)
 
 
+def test_layer_norm_mish_applies_a_dropout_it_cannot_fold(monkeypatch):
+    """nn.Dropout's per-element masks (p > 0.1, or sparse dropout off) run before the fused
+    kernels, and eval mode drops nothing."""
+    from wmil_core.nn import layers
+
+    w, b = torch.ones(1, 1, 64), torch.zeros(1, 1, 64)
+    x = torch.randn(1, 400, 64, requires_grad=True)
+    for p, sparse in ((0.5, True), (0.05, False)):
+        monkeypatch.setattr(layers, "SPARSE_DROPOUT", sparse)
+        drop = layers.Dropout(p).train()
+        assert not drop.draws_positions()
+        torch.manual_seed(4)
+        y = layers.layer_norm_mish(x, w, b, 1e-5, 64, drop)
+        torch.manual_seed(4)
+        ref = layers.layer_norm_mish(nn.functional.dropout(x, p), w, b, 1e-5, 64)
+        torch.testing.assert_close(y, ref)
+        assert not torch.allclose(y, layers.layer_norm_mish(x, w, b, 1e-5, 64))
+        torch.testing.assert_close(layers.layer_norm_mish(x, w, b, 1e-5, 64, drop.eval()),
+                                   layers.layer_norm_mish(x, w, b, 1e-5, 64))
+
+
 def test_single_output_ensemble_layer_backward_matches_the_batched_matmul():
     from wmil_core.nn import layers
 

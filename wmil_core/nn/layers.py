@@ -199,6 +199,8 @@ def layer_norm_mish(x: Tensor, weight: Tensor, bias: Tensor, eps: float, d: int,
                 drop = (drop_positions(x.numel(), dropout.p, x.device), 1.0 / (1.0 - dropout.p))
                 # zeroed before any view of x is taken (else autograd replays the view)
                 x.detach().view(-1).index_fill_(0, drop[0], 0.0)
+            elif dropout is not None:  # any other dropout (or none in eval mode) runs apart
+                x = dropout(x)
             x3, w3, b3 = x.reshape(e, -1, d), weight.view(e, 1, d), bias.view(e, 1, d)
             if grad:
                 return _FusedLayerNormMishFn.apply(x3, w3, b3, eps, drop, k).view(x.shape)
