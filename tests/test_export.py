@@ -275,6 +275,9 @@ def test_cli_export_and_bench_planner(tiny_run, tmp_path, capsys, monkeypatch):
     assert r["max_action_diff"] <= TOLERANCE  # same checkpoint, same noise: same actions
     assert r["steps_within_1e-4"] == 1.0 and r["median_action_diff"] <= r["max_action_diff"]
     assert r["speedup_p50"] > 0 and r["flops_per_plan"]["total"] > 0
+    # the eager torch planner (no fused kernels) is timed beside and plans the same
+    assert r["torch_eager"]["n"] == 3 and r["speedup_vs_eager_p50"] > 0
+    assert r["max_action_diff_eager_vs_torch"] <= TOLERANCE
     assert r["peak_gflops"]["onnxruntime"] > 0 and r["runtime_gflops"] > 0
     # the runtime's FLOPs are its value path's: fewer than torch's with the shared start
     assert r["value_start"] == "shared" and r["value_heads"] == "unrolled"  # two heads: auto

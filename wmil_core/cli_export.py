@@ -128,16 +128,21 @@ def bench_planner(model_dir: str | Path, run: str | Path | None = None,
                   out: str | Path | None = None, shards: int = 1) -> dict[str, Any]:
     """Planning latency of the torch planner and the runtime planner on the same model.
 
-    Both plan from the same observations with the same noise, alternating step by step (so
-    machine load hits both alike), both warm-started from the torch planner's previous mean;
+    Three planners: torch as training runs it (element-wise work in the fused kernels of
+    ``wmil_core.nn.layers``), torch on eager operators only (``layers.FUSED_MISH`` off: the
+    "eager torch planner") and the runtime. They plan from the same observations with the
+    same noise, in turn step by step (so machine load hits them alike), all warm-started
+    from the torch planner's previous mean;
     the noise is drawn outside the timed region. Reports p50/p99 of each, their ratio, the
     action differences (largest, median, share of steps within 1e-4) and the runtime's
-    GFLOP/s against this machine's measured matrix-multiply peak. ``shards``: the runtime
+    GFLOP/s against this machine's measured matrix-multiply peak; the eager planner's p50/p99
+    and the runtime's speed-up over it beside. ``shards``: the runtime
     splits its ``threads`` cores into that many parallel sessions of threads/shards each
     (torch keeps ``threads`` intra-op threads), so both use the same cores.
     """
     import torch
 
+    from wmil_core.nn import layers
     from wmil_core.planning import PlannerConfig as TorchPlannerConfig
     from wmil_core.planning import plan, sample_noise
     from wmil_core.runtime import Planner, as_noise, load_bundle, planner_flops
@@ -166,33 +171,46 @@ def bench_planner(model_dir: str | Path, run: str | Path | None = None,
     obs_t = agent.obs_to_tensors(obs)
     gen = torch.Generator().manual_seed(seed)
     a_dim, num_q = bundle.action_dim, bundle.num_q
-    t_ms, r_ms, diffs, mean_diffs = [], [], [], []
+    t_ms, e_ms, r_ms, diffs, mean_diffs, eager_diffs = [], [], [], [], [], []
     prev = None
+    fused = layers.FUSED_MISH
+
+    def torch_plan(noise: Any, prev: Any) -> Any:
+        with torch.no_grad():
+            z = agent.model.encode(obs_t)
+            return plan(agent.model, z[0], tcfg, agent.gamma, agent.cfg.beta, noise, prev)
+
     for i in range(warmup + repeats):
         noise = sample_noise(tcfg, a_dim, num_q, gen)
         noise_np = as_noise(noise)
         t = time.perf_counter()
-        with torch.no_grad():
-            z = agent.model.encode(obs_t)
-            res = plan(agent.model, z[0], tcfg, agent.gamma, agent.cfg.beta, noise, prev)
-        # both warm-start from torch's previous mean, so that one near-tie among elites
+        res = torch_plan(noise, prev)
+        t1 = time.perf_counter()
+        layers.FUSED_MISH = False
+        try:
+            eager = torch_plan(noise, prev)
+        finally:
+            layers.FUSED_MISH = fused
+        # all warm-start from torch's previous mean, so that one near-tie among elites
         # (a 1e-7 value difference can swap two) does not put the chains apart for good
         planner.prev_mean = None if prev is None else prev.numpy()
-        t1 = time.perf_counter()
-        action = planner.act(obs, noise=noise_np)
         t2 = time.perf_counter()
+        action = planner.act(obs, noise=noise_np)
+        t3 = time.perf_counter()
         prev = res.mean
         if i >= warmup:
             t_ms.append(1000 * (t1 - t))
-            r_ms.append(1000 * (t2 - t1))
+            e_ms.append(1000 * (t2 - t1))
+            r_ms.append(1000 * (t3 - t2))
             diffs.append(float(np.abs(action - res.action.numpy()).max()))
             mean_diffs.append(float(np.abs(planner.last.mean - res.mean.numpy()).max()))
+            eager_diffs.append(float(np.abs(eager.action - res.action).max()))
     shapes = {k: v.shape for k, v in bundle.obs_spec.items()}
     torch_flops = planner_flops(bundle.manifest["model"], shapes, a_dim, rcfg)
     shared = planner.value_graph == "fused" and bundle.value_start == "shared"
     flops = planner_flops(bundle.manifest["model"], shapes, a_dim, rcfg, shared_start=shared)
     peak = matmul_peak(threads)
-    tp, rp = latency_stats(t_ms), latency_stats(r_ms)
+    tp, ep, rp = latency_stats(t_ms), latency_stats(e_ms), latency_stats(r_ms)
     r_gflops = flops["total"] / (rp["p50_ms"] / 1000) / 1e9
     result = {
         "benchmark": "planner",
@@ -215,6 +233,10 @@ def bench_planner(model_dir: str | Path, run: str | Path | None = None,
         "runtime": rp,
         "speedup_p50": tp["p50_ms"] / rp["p50_ms"],
         "speedup_p99": tp["p99_ms"] / rp["p99_ms"],
+        "torch_eager": ep,
+        "speedup_vs_eager_p50": ep["p50_ms"] / rp["p50_ms"],
+        "speedup_vs_eager_p99": ep["p99_ms"] / rp["p99_ms"],
+        "max_action_diff_eager_vs_torch": max(eager_diffs),
         "max_action_diff": max(diffs),
         "median_action_diff": float(np.median(diffs)),
         "steps_within_1e-4": sum(d <= 1e-4 for d in diffs) / len(diffs),
@@ -248,10 +270,12 @@ def cmd_bench_planner(args: argparse.Namespace) -> int:
           f"{shards}, "
           f"{', '.join(r['providers'])}, value graph {r['value_graph']} "
           f"(start: {r['value_start']}, Q heads: {r['value_heads']})")
-    for who in ("torch", "runtime"):
-        print(f"  {who:8s} p50 {r[who]['p50_ms']:8.2f} ms  p99 {r[who]['p99_ms']:8.2f} ms")
+    for who, label in (("torch", "torch"), ("torch_eager", "torch, eager ops"),
+                       ("runtime", "runtime")):
+        print(f"  {label:16s} p50 {r[who]['p50_ms']:8.2f} ms  p99 {r[who]['p99_ms']:8.2f} ms")
     print(f"  runtime speed-up: {r['speedup_p50']:.2f}x at p50, {r['speedup_p99']:.2f}x at p99 "
-          f"(action difference: largest {r['max_action_diff']:.1e}, "
+          f"over torch, {r['speedup_vs_eager_p50']:.2f}x and {r['speedup_vs_eager_p99']:.2f}x "
+          f"over torch on eager ops (action difference: largest {r['max_action_diff']:.1e}, "
           f"median {r['median_action_diff']:.1e}, {100 * r['steps_within_1e-4']:.0f}% of steps "
           f"within 1e-4)")
     print(f"  {r['torch_flops_per_plan']['total'] / 1e6:.1f} MFLOP per torch plan, "
