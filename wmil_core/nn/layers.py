@@ -169,7 +169,7 @@ class _FusedLayerNormMishFn(torch.autograd.Function):
 
 def _fusable() -> bool:
     """Whether :func:`layer_norm_mish` may take its compiled kernels here and now."""
-    return (FUSED_MISH and HAND_MISH_BACKWARD and not torch.onnx.is_in_onnx_export()
+    return (FUSED_MISH and not torch.onnx.is_in_onnx_export()
             and not torch.compiler.is_compiling())
 
 
@@ -192,7 +192,9 @@ def layer_norm_mish(x: Tensor, weight: Tensor, bias: Tensor, eps: float, d: int,
         grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
                                             or bias.requires_grad)
         kernel = "ln_forward" if grad else "ln_value"
-        if (grad or x.numel() >= FUSED_MISH_MIN_NUMEL) and (k := _fused(x, kernel)):
+        # with a gradient, HAND_MISH_BACKWARD off asks for autograd's chain (benchmarks)
+        if ((HAND_MISH_BACKWARD if grad else x.numel() >= FUSED_MISH_MIN_NUMEL)
+                and (k := _fused(x, kernel))):
             drop = None
             if isinstance(dropout, Dropout) and dropout.draws_positions():
                 x = x.contiguous()
@@ -214,7 +216,7 @@ def layer_norm_mish(x: Tensor, weight: Tensor, bias: Tensor, eps: float, d: int,
 
 
 HAND_MISH_BACKWARD = True  # False: autograd's chain through the identity (benchmarks compare)
-FUSED_MISH = True  # False: the eager element-wise ops (benchmarks compare; set off on failure)
+FUSED_MISH = True  # False: eager ops for Mish and LayerNorm-Mish (benchmarks; off on failure)
 FUSED_MISH_MIN_NUMEL = 32768  # without a gradient, smaller tensors are faster eagerly
 _FUSED: dict[Any, dict[str, Callable[..., Any]]] = {}  # see _fused_key
 
@@ -313,7 +315,8 @@ def mish(x: Tensor) -> Tensor:
     the identity (``wmil bench speed --autograd-mish`` measures what it gains). Outside
     ``torch.compile`` and ONNX export the element-wise ops run as ``torch.compile``'d
     kernels (``FUSED_MISH``; ``wmil bench speed --eager-mish`` measures what they gain):
-    one pass over x instead of seven, and with a gradient a one-product backward.
+    one pass over x instead of seven, and with a gradient a one-product backward. After a
+    LayerNorm, :func:`layer_norm_mish` fuses the two.
     """
     export = torch.onnx.is_in_onnx_export()
     # traced (export, or inside an enclosing compile): the tracer sees the plain ops
