@@ -58,13 +58,28 @@ def test_runs_records_failures_and_resumes_only_unfinished_cells(tmp_path: Path)
     assert (out / "cells" / f"{bc.key}.json").stat().st_mtime_ns == stamp
 
 
+def test_only_seeds_runs_those_seeds_and_summarises_the_rest_as_recorded(tmp_path: Path):
+    out = tmp_path / "bench"
+    s = spec(methods=["bc"], seeds=3, only_seeds=(1,))
+    res = run_benchmark(s, out, command="one seed", progress=False)
+    cells = [load_cell(out, Cell("dmc/reacher-easy", "bc", 2, k)) for k in range(3)]
+    assert cells[0] is None and cells[2] is None and cells[1]["status"] == "ok"
+    assert res["summary"][0]["seeds_ok"] == 1  # of 3: the others are not run yet
+    run_benchmark(spec(methods=["bc"], seeds=3, only_seeds=(0, 2)), out, command="the rest",
+                  progress=False)
+    assert all(load_cell(out, Cell("dmc/reacher-easy", "bc", 2, k)) for k in range(3))
+
+
 def test_cli_refuses_unknown_methods_and_tasks(tmp_path: Path, capsys):
     assert main(["bench", "imitation", "--tasks", "dmc/reacher-easy", "--methods", "sqil",
                  "--out", str(tmp_path / "a")]) == 2
     assert "--methods: unknown 'sqil'" in capsys.readouterr().err
     assert main(["bench", "imitation", "--tasks", "dmc/nope", "--out", str(tmp_path / "b")]) == 2
     assert "--tasks: unknown task 'dmc/nope'" in capsys.readouterr().err
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert main(["bench", "imitation", "--tasks", "dmc/reacher-easy", "--seeds", "3",
+                 "--only-seeds", "1,3", "--out", str(tmp_path / "c")]) == 2
+    assert "--only-seeds: each must be in 0..2 (--seeds 3), got 1,3" in capsys.readouterr().err
+    assert not any((tmp_path / d).exists() for d in "abc")
 
 
 def test_progress_reads_unfinished_cells_from_their_metrics(tmp_path: Path, capsys):

@@ -74,6 +74,7 @@ class BenchSpec:
     jobs: int = 0  # parallel processes (0: the core count)
     episode_length: int | None = None  # agent steps per episode (default: the task's)
     demo_symmetry: bool = False  # turn expert batches by each task's symmetry
+    only_seeds: tuple[int, ...] | None = None  # run only these of range(seeds) (split runs)
 
     def cells(self) -> list[Cell]:
         """Every cell, in a stable order."""
@@ -177,7 +178,8 @@ def run_benchmark(spec: BenchSpec, out: str | Path, command: str | None = None,
         if not path.is_file():
             collect_demos(task, max(spec.demos), "state", path, seed=0, progress=progress)
         demo_files[task] = str(path)
-    todo = [c for c in spec.cells() if not finished(load_cell(out, c), spec.steps)]
+    todo = [c for c in spec.cells() if not finished(load_cell(out, c), spec.steps)
+            and (spec.only_seeds is None or c.seed in spec.only_seeds)]
     jobs = spec.jobs or os.cpu_count() or 1
     if progress:
         print(f"{len(spec.cells()) - len(todo)} of {len(spec.cells())} cells done already; "
@@ -409,6 +411,9 @@ def add_command(bench_subparsers: Any) -> None:
     p.add_argument("--tasks", type=_csv(str), required=True, help="e.g. dmc/reacher-easy,...")
     p.add_argument("--methods", type=_csv(str), default=["iqmpc", "bc", "iql-sac", "gail-sac"])
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--only-seeds", dest="only_seeds", type=_csv(int), default=None,
+                   help="run only these of the --seeds (e.g. 1,2: split a benchmark across "
+                        "sessions or machines); the others are summarised as recorded")
     p.add_argument("--demos", type=_csv(int), default=[10], help="e.g. 1,5,10,25 (ablation)")
     p.add_argument("--steps", type=int, default=100_000, help="environment steps per run")
     p.add_argument("--offline-steps", dest="offline_steps", type=int, default=0)
@@ -446,11 +451,15 @@ def cmd_bench_imitation(args: Any) -> int:
             raise ValueError(f"--tasks: unknown task {t!r} (see wmil tasks)")
     if args.seeds < 1 or args.steps < 1 or min(args.demos) < 1:
         raise ValueError("--seeds, --steps and --demos: must be >= 1")
+    if args.only_seeds is not None and not all(0 <= s < args.seeds for s in args.only_seeds):
+        raise ValueError(f"--only-seeds: each must be in 0..{args.seeds - 1} (--seeds "
+                         f"{args.seeds}), got {','.join(map(str, args.only_seeds))}")
     spec = BenchSpec(tasks=args.tasks, methods=args.methods, seeds=args.seeds, demos=args.demos,
                      steps=args.steps, offline_steps=args.offline_steps,
                      seed_steps=args.seed_steps, eval_every=args.eval_every,
                      eval_episodes=args.eval_episodes, preset=args.preset, agent=args.agent,
-                     jobs=args.jobs, demo_symmetry=args.demo_symmetry)
+                     jobs=args.jobs, demo_symmetry=args.demo_symmetry,
+                     only_seeds=None if args.only_seeds is None else tuple(args.only_seeds))
     results = run_benchmark(spec, args.out)
     print(markdown(results))
     print(f"wrote {Path(args.out) / 'results.json'}, results.md and curves-*.png")
