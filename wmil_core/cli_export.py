@@ -183,6 +183,9 @@ def bench_planner(model_dir: str | Path, run: str | Path | None = None,
     for i in range(warmup + repeats):
         noise = sample_noise(tcfg, a_dim, num_q, gen)
         noise_np = as_noise(noise)
+        # all warm-start from torch's previous mean, so that one near-tie among elites
+        # (a 1e-7 value difference can swap two) does not put the chains apart for good
+        planner.prev_mean = None if prev is None else prev.numpy()
         t = time.perf_counter()
         res = torch_plan(noise, prev)
         t1 = time.perf_counter()
@@ -191,9 +194,6 @@ def bench_planner(model_dir: str | Path, run: str | Path | None = None,
             eager = torch_plan(noise, prev)
         finally:
             layers.FUSED_MISH = fused
-        # all warm-start from torch's previous mean, so that one near-tie among elites
-        # (a 1e-7 value difference can swap two) does not put the chains apart for good
-        planner.prev_mean = None if prev is None else prev.numpy()
         t2 = time.perf_counter()
         action = planner.act(obs, noise=noise_np)
         t3 = time.perf_counter()

@@ -87,20 +87,30 @@ def _layer_norm_stats(x: Tensor, eps: float) -> tuple[Tensor, Tensor]:
     return mean, torch.rsqrt((xc * xc).mean(-1, keepdim=True) + eps)
 
 
-def _ln_mish_value(x: Tensor, w: Tensor, b: Tensor, eps: float, scale: Tensor) -> Tensor:
-    """mish(LayerNorm(scale x) w + b), for one fused kernel."""
+def _ln_affine(x: Tensor, w: Tensor, b: Tensor, eps: float,
+               scale: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(u = LayerNorm(scale x) w + b, mean, 1 / std)."""
     x = x * scale
     mean, rstd = _layer_norm_stats(x, eps)
-    return _mish_value((x - mean) * rstd * w + b)
+    return (x - mean) * rstd * w + b, mean, rstd
+
+
+def _ln_mish_value(x: Tensor, w: Tensor, b: Tensor, eps: float, scale: Tensor) -> Tensor:
+    """mish(LayerNorm(scale x) w + b), for one fused kernel."""
+    return _mish_value(_ln_affine(x, w, b, eps, scale)[0])
 
 
 def _ln_mish_forward(x: Tensor, w: Tensor, b: Tensor, eps: float,
                      scale: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(mish(u), mish'(u), mean, 1 / std) with u = LayerNorm(scale x) w + b."""
-    x = x * scale
-    mean, rstd = _layer_norm_stats(x, eps)
-    y, slope = _mish_value_and_slope((x - mean) * rstd * w + b)
-    return y, slope, mean, rstd
+    u, mean, rstd = _ln_affine(x, w, b, eps, scale)
+    return (*_mish_value_and_slope(u), mean, rstd)
+
+
+def _ln_input_grad(gxh: Tensor, xhat: Tensor, rstd: Tensor, scale: Tensor) -> Tensor:
+    """LayerNorm's backward to ``scale x``'s owner x from the gradient ``gxh`` of x-hat."""
+    return rstd * (gxh - gxh.mean(-1, keepdim=True)
+                   - xhat * (gxh * xhat).mean(-1, keepdim=True)) * scale
 
 
 def _ln_mish_grads(g: Tensor, slope: Tensor, x: Tensor, mean: Tensor, rstd: Tensor,
@@ -109,18 +119,14 @@ def _ln_mish_grads(g: Tensor, slope: Tensor, x: Tensor, mean: Tensor, rstd: Tens
     the output's gradient ``g``, x and :func:`_ln_mish_forward`'s slope, mean and 1 / std."""
     xhat = (x * scale - mean) * rstd
     gu = g * slope
-    gxh = gu * w
-    gx = rstd * (gxh - gxh.mean(-1, keepdim=True) - xhat * (gxh * xhat).mean(-1, keepdim=True))
-    return gx * scale, (gu * xhat).sum(1, keepdim=True), gu.sum(1, keepdim=True)
+    return (_ln_input_grad(gu * w, xhat, rstd, scale), (gu * xhat).sum(1, keepdim=True),
+            gu.sum(1, keepdim=True))
 
 
 def _ln_mish_grad_x(g: Tensor, slope: Tensor, x: Tensor, mean: Tensor, rstd: Tensor,
                     w: Tensor, scale: Tensor) -> Tensor:
     """:func:`_ln_mish_grads` for x alone (the affine parameters are frozen)."""
-    xhat = (x * scale - mean) * rstd
-    gxh = g * slope * w
-    gx = rstd * (gxh - gxh.mean(-1, keepdim=True) - xhat * (gxh * xhat).mean(-1, keepdim=True))
-    return gx * scale
+    return _ln_input_grad(g * slope * w, (x * scale - mean) * rstd, rstd, scale)
 
 
 class _FusedLayerNormMishFn(torch.autograd.Function):
@@ -150,8 +156,7 @@ class _FusedLayerNormMishFn(torch.autograd.Function):
         if torch.is_grad_enabled():  # a double backward: the saved tensors carry no graph
             if pos:  # the dropped positions' zeros as a function of x (no gradient there)
                 x = x.reshape(-1).index_fill(0, pos[0], 0.0).view(x.shape)
-            mean, rstd = _layer_norm_stats(x * scale, ctx.eps)
-            u = (x * scale - mean) * rstd * w + b
+            u, mean, rstd = _ln_affine(x, w, b, ctx.eps, scale)
             slope = _mish_slope(u, *_mish_parts(u))
             gx, gw, gb = _ln_mish_grads(grad, slope, x, mean, rstd, w, scale)
             if pos:
@@ -544,10 +549,20 @@ class EnsembleLayerNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(num, 1, dim))
         self.bias = nn.Parameter(torch.zeros(num, 1, dim))
         self.eps = eps
+        self.dim = dim  # a Python int: traced as a constant by the ONNX export
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
-        x = F.layer_norm(x, x.shape[-1:], eps=self.eps)
-        return torch.addcmul(self.bias, x, self.weight)
+    def norm_mish(self, x: Tensor, heads: Tensor | int | None = None,
+                  dropout: nn.Module | None = None) -> Tensor:
+        """:func:`layer_norm_mish` of x with every member's affine (x: (E, B, D)), that of
+        the members ``heads`` (a tensor of indices; x: (K, B, D)) or of one member (an int;
+        x: (B, D))."""
+        if heads is None:
+            w, b = self.weight, self.bias
+        elif isinstance(heads, int):
+            w, b = self.weight[heads, 0], self.bias[heads, 0]
+        else:
+            w, b = self.weight[heads], self.bias[heads]
+        return layer_norm_mish(x, w, b, self.eps, self.dim, dropout)
 
 
 class QEnsemble(nn.Module):
@@ -577,22 +592,16 @@ class QEnsemble(nn.Module):
 
     def forward(self, x: Tensor, heads: Tensor | None = None) -> Tensor:
         """x: (B, in) -> (num_q, B, 1), or only the members ``heads`` -> (len(heads), B, 1)."""
-        def ln_mish(layer: EnsembleLayerNorm, v: Tensor, hd: Tensor | None,
-                    dropout: nn.Module | None = None) -> Tensor:
-            w, b = (layer.weight, layer.bias) if hd is None else (layer.weight[hd],
-                                                                 layer.bias[hd])
-            return layer_norm_mish(v, w, b, layer.eps, self.hidden, dropout)
-
         if heads is None:
-            h = ln_mish(self.ln1, self.l1(x), None, self.dropout)  # (num_q, B, hidden)
-            h = ln_mish(self.ln2, self.l2(h), None)
+            h = self.ln1.norm_mish(self.l1(x), dropout=self.dropout)  # (num_q, B, hidden)
+            h = self.ln2.norm_mish(self.l2(h))
             return self.out(h)
 
         def lin(layer: EnsembleLinear, v: Tensor) -> Tensor:
             return ensemble_linear(v, layer.weight[heads], layer.bias[heads])
 
-        h = ln_mish(self.ln1, lin(self.l1, x), heads, self.dropout)
-        h = ln_mish(self.ln2, lin(self.l2, h), heads)
+        h = self.ln1.norm_mish(lin(self.l1, x), heads, self.dropout)
+        h = self.ln2.norm_mish(lin(self.l2, h), heads)
         return lin(self.out, h)
 
     # -- evaluation only (no dropout): the first layer in parts, W [z; a] + b = W_z z + (W_a a
@@ -616,13 +625,9 @@ class QEnsemble(nn.Module):
 
     def rest(self, pre: Tensor, heads: Tensor) -> Tensor:
         """Q of ``heads`` from their first layer's pre-activation (K, B, hidden) -> (K, B, 1)."""
-
-        def ln_mish(layer: EnsembleLayerNorm, v: Tensor) -> Tensor:
-            return layer_norm_mish(v, layer.weight[heads], layer.bias[heads], layer.eps,
-                                   self.hidden)
-
-        h = ln_mish(self.ln1, pre)
-        h = ln_mish(self.ln2, torch.matmul(h, self.l2.weight[heads]) + self.l2.bias[heads])
+        h = self.ln1.norm_mish(pre, heads)
+        h = self.ln2.norm_mish(torch.matmul(h, self.l2.weight[heads]) + self.l2.bias[heads],
+                               heads)
         return torch.matmul(h, self.out.weight[heads]) + self.out.bias[heads]
 
     # one head at a time: the linear layers as F.linear with the bias inside and the
@@ -637,14 +642,9 @@ class QEnsemble(nn.Module):
 
     def head_rest(self, pre: Tensor, k: int) -> Tensor:
         """Q of head ``k`` from its first layer's pre-activation: (B, hidden) -> (B, 1)."""
-
-        def ln_mish(layer: EnsembleLayerNorm, v: Tensor) -> Tensor:
-            return layer_norm_mish(v, layer.weight[k, 0], layer.bias[k, 0], layer.eps,
-                                   self.hidden)
-
-        h = ln_mish(self.ln1, pre)
+        h = self.ln1.norm_mish(pre, k)
         h = F.linear(h, self.l2.weight[k].t(), self.l2.bias[k, 0])
-        h = ln_mish(self.ln2, h)
+        h = self.ln2.norm_mish(h, k)
         return F.linear(h, self.out.weight[k].t(), self.out.bias[k, 0])
 
     def every_head(self, x: Tensor) -> Tensor:
