@@ -16,9 +16,9 @@ TINY = {"model": {"latent_dim": 16, "mlp_dim": 32, "enc_dim": 32, "num_q": 2},
                                      "iterations": 2}}
 
 
-def make(compile_: bool) -> IQMPC:
+def make(compile_: bool, **kw) -> IQMPC:
     torch.manual_seed(0)
-    return IQMPC(SHAPES, 2, 500, from_dict(IQMPCConfig, {**TINY, "compile": compile_}))
+    return IQMPC(SHAPES, 2, 500, from_dict(IQMPCConfig, {**TINY, "compile": compile_, **kw}))
 
 
 def batch(g: torch.Generator, n: int = 8, h: int = 3) -> Batch:
@@ -45,7 +45,8 @@ def test_compiled_agent_matches_eager(monkeypatch):
 
 
 def _check_compiled_matches_eager() -> None:
-    eager, comp = make(False), make(True)
+    # with the policy prior's behaviour-cloning term (the penalty test below runs without it)
+    eager, comp = make(False, pi_bc_coef=0.5), make(True, pi_bc_coef=0.5)
     assert comp._value_fn is not trajectory_value
     g = torch.Generator().manual_seed(1)
     batches = [(batch(g), batch(g)) for _ in range(3)]
@@ -68,7 +69,7 @@ def _check_compiled_matches_eager() -> None:
         s_ref = eager.update(e, b if i else None)
         torch.manual_seed(10 + i)
         s_got = comp.update(e, b if i else None)
-        assert s_got.keys() == s_ref.keys()
+        assert s_got.keys() == s_ref.keys() and "pi_bc_loss" in s_ref
         for k in s_ref:
             assert s_got[k] == pytest.approx(s_ref[k], rel=1e-4, abs=1e-5), k
     for k, v in eager.model.state_dict().items():

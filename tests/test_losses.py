@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from wmil_core.losses import (
+    bc_loss,
     consistency_loss,
     decoded_reward,
     gradient_penalty,
@@ -93,6 +94,12 @@ def test_policy_loss_by_hand():
     q = torch.tensor([[3.0, 3.0], [0.0, 0.0]]).unsqueeze(-1)
     # step 0: 0.5*1 - 3 = -2.5 (weight 1); step 1: 0.5*2 - 0 = 1 (weight 0.5); mean over T
     assert policy_loss(log_pi, q, beta=0.5, rho=0.5).item() == pytest.approx(-1.0)
+
+
+def test_bc_loss_by_hand():
+    log_pi = torch.tensor([[1.0, 3.0], [-2.0, -2.0]]).unsqueeze(-1)
+    # step 0: -(1 + 3)/2 = -2 (weight 1); step 1: 2 (weight 0.5); mean over T: (-2 + 1) / 2
+    assert bc_loss(log_pi, rho=0.5).item() == pytest.approx(-0.5)
 
 
 def test_pearson():

@@ -112,6 +112,12 @@ def policy_loss(log_pi: Tensor, q: Tensor, beta: float, rho: float) -> Tensor:
     return (per_step * rho_weights(per_step.shape[0], rho, q.device)).mean()
 
 
+def bc_loss(log_pi_expert: Tensor, rho: float) -> Tensor:
+    """Behaviour-cloning term mean_t rho^t mean_B(-log pi(a_E|z_E)); (T, B, 1) input."""
+    per_step = -log_pi_expert.mean(dim=(1, 2))  # (T,)
+    return (per_step * rho_weights(per_step.shape[0], rho, log_pi_expert.device)).mean()
+
+
 def pearson(x: Tensor, y: Tensor) -> Tensor:
     """Pearson correlation of two equally long 1-D tensors (0 when either is constant)."""
     x = x.reshape(-1).double()

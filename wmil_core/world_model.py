@@ -172,6 +172,19 @@ class WorldModel(nn.Module):
         log_pi = log_pi - tanh_log_det(u)  # change of variables a = tanh(u)
         return torch.tanh(mu), torch.tanh(u), log_pi, log_std
 
+    def pi_log_prob(self, z: Tensor, a: Tensor, clip: float = 0.999) -> Tensor:
+        """log pi(a|z) of given actions a in [-1, 1]^A (..., 1), tanh correction included.
+
+        Actions are clipped to +-``clip`` first: a demonstrator's saturated commands (+-1) lie
+        on the boundary of the squashed Gaussian's support, where log pi is -inf.
+        """
+        mu, log_std = self._pi(z).chunk(2, -1)
+        log_std = self.log_std_min + 0.5 * self.log_std_dif * (torch.tanh(log_std) + 1)
+        u = torch.atanh(a.clamp(-clip, clip))
+        eps = (u - mu) * torch.exp(-log_std)
+        log_pi = (-0.5 * eps.pow(2) - log_std - _LOG_SQRT_2PI).sum(-1, keepdim=True)
+        return log_pi - tanh_log_det(u)
+
     def pi_sample(self, z: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
         """(action, log pi) of the policy prior for given Gaussian noise (planning)."""
         _, a, log_pi, _ = self.pi(z, eps=eps)

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from wmil_core.buffer import Batch
 from wmil_core.losses import (
+    bc_loss,
     consistency_loss,
     gradient_penalty,
     iq_loss,
@@ -50,6 +51,9 @@ class IQMPCConfig:
     gamma: float | None = None  # discount; None: from the episode length (TD-MPC2 heuristic)
     value_term: Literal["v0", "td"] = "v0"
     grad_pen: float = 0.0  # lambda of the W1 gradient penalty (0: off, as the paper's code)
+    # weight of a behaviour-cloning term -log pi(a_E|z_E) on the expert rows in the policy
+    # prior's loss (the paper's code has it as reg_coef, default 0: off)
+    pi_bc_coef: float = 0.0
     mpc: bool = True  # plan with MPPI (False: act with the policy prior)
     # torch.compile the planner's value rollout and the update's losses (the gradient penalty
     # stays eager): about a minute of compilation per graph, then fused kernels (see README
@@ -66,8 +70,8 @@ class IQMPCConfig:
             raise ValueError(f"tau: must be in (0, 1], got {self.tau}")
         if not 0 < self.rho <= 1:
             raise ValueError(f"rho: must be in (0, 1], got {self.rho}")
-        if self.beta < 0 or self.grad_pen < 0:
-            raise ValueError("beta and grad_pen: must be >= 0")
+        if self.beta < 0 or self.grad_pen < 0 or self.pi_bc_coef < 0:
+            raise ValueError("beta, grad_pen and pi_bc_coef: must be >= 0")
         if self.gamma is not None and not 0 < self.gamma < 1:
             raise ValueError(f"gamma: must be in (0, 1), got {self.gamma}")
         if self.value_term not in ("v0", "td"):
@@ -175,7 +179,7 @@ class IQMPC:
 
         # policy prior: max-entropy objective on latents of both buffers (Q frozen)
         m.track_q_grad(False)
-        pi_loss = self._pi_loss_fn(zs_t.detach())
+        pi_loss, pi_stats = self._pi_loss_fn(zs_t.detach(), action[:, :n_exp], n_exp)
         self.pi_optim.zero_grad(set_to_none=True)
         pi_loss.backward()
         torch.nn.utils.clip_grad_norm_(m._pi.parameters(), cfg.grad_clip_norm)
@@ -184,7 +188,7 @@ class IQMPC:
         m.soft_update_target_Q(cfg.tau)
         m.eval()
         self.updates += 1
-        stats.update(pi_loss=pi_loss, grad_norm=grad_norm)
+        stats.update(pi_loss=pi_loss, grad_norm=grad_norm, **pi_stats)
         return {k: float(v.detach()) for k, v in stats.items()}
 
     def _model_losses(self, obs: dict[str, Tensor], action: Tensor, done: Tensor, n_exp: int,
@@ -244,10 +248,19 @@ class IQMPC:
             za[:, :n_exp].reshape(-1, za.shape[-1]),
             za[:, n_exp:].reshape(-1, za.shape[-1]), self.cfg.grad_pen)
 
-    def _pi_loss(self, zs: Tensor) -> Tensor:
-        """Maximum-entropy policy-prior loss on latents ``zs`` (H+1, B, L), Q frozen."""
+    def _pi_loss(self, zs: Tensor, expert_action: Tensor,
+                 n_exp: int) -> tuple[Tensor, dict[str, Tensor]]:
+        """Policy-prior loss on latents ``zs`` (H+1, B, L), Q frozen: maximum entropy, plus
+        ``pi_bc_coef`` times the rho-weighted -log pi of the expert actions (H, n_exp, A)
+        at the expert rows' latents."""
+        cfg = self.cfg
         _, a_pi, log_pi, _ = self.model.pi(zs)
-        return policy_loss(log_pi, self.model.Q(zs, a_pi, "min"), self.cfg.beta, self.cfg.rho)
+        loss = policy_loss(log_pi, self.model.Q(zs, a_pi, "min"), cfg.beta, cfg.rho)
+        if cfg.pi_bc_coef <= 0:
+            return loss, {}
+        log_pi_e = self.model.pi_log_prob(zs[:-1, :n_exp], expert_action)  # (H, n_exp, 1)
+        bc = bc_loss(log_pi_e, cfg.rho)
+        return loss + cfg.pi_bc_coef * bc, {"pi_bc_loss": bc.detach()}
 
     @torch.no_grad()
     def decode_rewards(self, obs: Mapping[str, np.ndarray], actions: np.ndarray) -> np.ndarray:
