@@ -52,3 +52,27 @@ def test_wrapped_or_smaller_or_other_horizon_is_refused(tmp_path: Path):
         EpisodeBuffer(SPEC, 1, 8, 2).load(tmp_path / "s.npz")
     with pytest.raises(ValueError, match="differ from 30/3"):
         EpisodeBuffer(SPEC, 1, 30, 3).load(tmp_path / "s.npz")
+
+
+def test_recent_fraction_draws_that_share_from_the_latest_episodes_only():
+    buf = filled(capacity=200, episodes=10)  # episode i holds the value i + 1 everywhere
+    rng = np.random.default_rng(0)
+    b = buf.sample(400, rng, recent_fraction=0.25, recent_episodes=2)
+    first = b.obs["joints"][0, :, 0].numpy()
+    assert set(first[:100]) == {9.0, 10.0}  # the latest two episodes only
+    rest = first[100:]
+    assert set(rest) == {float(i) for i in range(1, 11)}  # uniform over all ten
+    assert abs((rest >= 9).mean() - 0.2) < 0.08
+    # off (the default) and a window of every episode: uniform
+    assert set(buf.sample(400, rng).obs["joints"][0, :100, 0].numpy()) == set(rest)
+    # a window wider than the buffer reaches every episode
+    wide = buf.sample(400, rng, recent_fraction=1.0, recent_episodes=50)
+    assert set(wide.obs["joints"][0, :, 0].numpy()) == set(rest)
+
+
+def test_recent_window_after_wrapping_keeps_to_stored_episodes():
+    buf = filled(capacity=20, episodes=7)  # 5 rows each: only the latest four fit
+    b = buf.sample(200, np.random.default_rng(1), recent_fraction=0.5, recent_episodes=2)
+    first = b.obs["joints"][0, :, 0].numpy()
+    assert set(first[:100]) == {6.0, 7.0}
+    assert set(first[100:]) <= {4.0, 5.0, 6.0, 7.0}

@@ -460,3 +460,25 @@ def test_pi_bc_coef_pulls_the_prior_towards_expert_actions(demos):
         bc_losses[coef] = stats.get("pi_bc_loss")
     assert bc_losses[0.0] is None and np.isfinite(bc_losses[1.0])
     assert nll[1.0] < nll[0.0] - 1.0, nll
+
+
+def test_recent_fraction_reaches_the_behaviour_sampler(demos, tmp_path, monkeypatch):
+    """``recent_fraction``/``recent_episodes`` are how the run draws its behaviour batches;
+    out-of-range values are refused by name."""
+    from wmil_core.buffer import EpisodeBuffer
+
+    with pytest.raises(ValueError, match="recent_fraction"):
+        tiny(demos, recent_fraction=1.5)
+    with pytest.raises(ValueError, match="recent_episodes"):
+        tiny(demos, recent_episodes=0)
+    calls, sample = [], EpisodeBuffer.sample
+
+    def spy(self, *args, **kw):
+        calls.append(args[3:5])
+        return sample(self, *args, **kw)
+
+    monkeypatch.setattr(EpisodeBuffer, "sample", spy)
+    cfg = tiny(demos, steps=50, eval_every=50, checkpoint_every=50, recent_fraction=0.5,
+               recent_episodes=3)
+    Trainer(cfg, tmp_path / "run", progress=False).train()
+    assert (0.5, 3) in calls  # the behaviour batches (expert batches draw uniformly: ())

@@ -93,7 +93,9 @@ class LearnerNode(Node):
         self.learner = OnlineLearner(trainer.agent, p["demos"] or trainer.cfg.demos,
                                      trainer.cfg.task, self.names, self.low, self.high, out,
                                      export_every=p["export_every"], seed=trainer.cfg.seed,
-                                     symmetry=trainer.symmetry)  # as the run trained
+                                     symmetry=trainer.symmetry,  # as the run trained
+                                     recent_fraction=trainer.cfg.recent_fraction,
+                                     recent_episodes=trainer.cfg.recent_episodes)
         self.assembler = TransitionAssembler(self.keys)
         self.stack = FrameStack(self.frames) if "image" in self.keys else None
         self.updates_per_step = int(p["updates_per_step"])

@@ -120,11 +120,19 @@ class EpisodeBuffer:
         self._starts = np.flatnonzero(ok)
 
     def sample(self, batch_size: int, rng: np.random.Generator,
-               device: torch.device | str = "cpu") -> Batch:
-        """``batch_size`` sub-trajectories drawn uniformly (with replacement)."""
+               device: torch.device | str = "cpu", recent_fraction: float = 0.0,
+               recent_episodes: int = 0) -> Batch:
+        """``batch_size`` sub-trajectories drawn uniformly (with replacement); with
+        ``recent_fraction`` f > 0, the first round(f * batch_size) of them are drawn from the
+        latest ``recent_episodes`` episodes only (all of them while there are no more)."""
         if self._starts.size == 0:
             raise ValueError("the buffer holds no episode of at least horizon steps yet")
         start = self._starts[rng.integers(0, self._starts.size, batch_size)]
+        n_recent = round(recent_fraction * batch_size)
+        if n_recent > 0 and recent_episodes > 0:
+            recent = self._starts[self.episode[self._starts] >= self.num_episodes - recent_episodes]
+            if recent.size:  # none: the latest episodes were all shorter than the horizon
+                start[:n_recent] = recent[rng.integers(0, recent.size, n_recent)]
         idx = start[None, :] + np.arange(self.horizon + 1)[:, None]  # (H+1, B)
         obs = {k: torch.from_numpy(v[idx]).to(device) for k, v in self.obs.items()}
         act = torch.from_numpy(self.action[idx[:-1]]).to(device)

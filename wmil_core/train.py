@@ -52,6 +52,10 @@ class TrainConfig:
     eval_episodes: int = 10
     checkpoint_every: int = 10_000  # environment steps between checkpoints (at episode ends)
     buffer_size: int = 1_000_000  # behaviour buffer rows
+    # share of each behaviour batch drawn from the latest recent_episodes episodes only (the
+    # rest uniformly from the whole buffer); 0: uniform, as the paper's code
+    recent_fraction: float = 0.0
+    recent_episodes: int = 10
     episode_length: int | None = None  # cut episodes shorter than the task's (tests, debugging)
     seed: int = 0
     device: str = "auto"  # auto: CUDA when present, else CPU
@@ -62,8 +66,10 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and v < 0:
                 raise ValueError(f"{name}: must be >= 0, got {v}")
+        if not 0.0 <= self.recent_fraction <= 1.0:
+            raise ValueError(f"recent_fraction: must be in [0, 1], got {self.recent_fraction}")
         for name in ("eval_every", "eval_episodes", "checkpoint_every", "buffer_size",
-                     "updates_per_step"):
+                     "updates_per_step", "recent_episodes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1")
 
@@ -301,7 +307,8 @@ class Trainer:
                         stats = self.agent.update(
                             self._expert_batch(),
                             self.behaviour.sample(self.agent_cfg.batch_size, self.rng,
-                                                  self.device))
+                                                  self.device, cfg.recent_fraction,
+                                                  cfg.recent_episodes))
                     t_upd += time.perf_counter() - tu
                     n_updates += burst
                     if self.agent.updates % 100 == 0:
