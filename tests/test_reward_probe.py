@@ -7,7 +7,7 @@ import pytest
 
 from wmil_core.cli import main
 from wmil_core.collect import collect_demos
-from wmil_core.reward_probe import correlations, probe
+from wmil_core.reward_probe import correlations, paired_ranking, probe
 from wmil_core.tasks.env import make_env
 
 
@@ -119,9 +119,27 @@ def test_cli_probes_a_tiny_run(tmp_path, capsys):
         assert g["return_mean"] == pytest.approx(np.mean([e["return"] for e in mine]))
         assert g["decoded_return_mean"] == pytest.approx(
             np.mean([e["decoded_return"] for e in mine]), rel=1e-5)
+    pr = r["paired"]  # agent and expert on the same two seeds
+    assert pr["seeds"] == 2 and [row["seed"] for row in pr["per_seed"]] == [20_000, 20_001]
+    assert f"ranks the expert higher on {pr['critic_agrees']} of those" in out
     assert main(["bench", "reward-corr", str(run), "--noise", "a,b"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("wmil: error: --noise") and "\n" not in err
+
+
+def test_paired_ranking_counts_seeds_where_the_critic_prefers_the_better_episode():
+    def e(name, seed, true, dec):
+        return {**ep(name, true, dec), "seed": seed}
+
+    eps = [e("agent", 1, [0, 0], [5, 5]), e("expert", 1, [1, 1], [1, 1]),  # critic wrong
+           e("agent", 2, [0, 0], [0, 0]), e("expert", 2, [1, 1], [2, 2]),  # critic right
+           e("agent", 3, [1, 1], [0, 0]), e("expert", 3, [1, 1], [9, 9]),  # a tie: not worse
+           e("random", 1, [0, 0], [0, 0]), e("agent", 4, [0, 0], [0, 0])]  # no expert at 4
+    r = paired_ranking(eps, margin=0.5)
+    assert (r["seeds"], r["agent_worse"], r["critic_agrees"]) == (3, 2, 1)
+    assert r["per_seed"][0] == {"seed": 1, "agent_return": 0.0, "expert_return": 2.0,
+                                "agent_decoded": 10.0, "expert_decoded": 2.0}
+    assert paired_ranking(eps[6:]) is None
 
 
 def test_window_pearson_matches_numpy_per_window():

@@ -128,6 +128,32 @@ def correlations(episodes: Sequence[dict[str, Any]], window: int | None = None,
     }
 
 
+def paired_ranking(episodes: Sequence[dict[str, Any]], margin: float = 0.0,
+                   ) -> dict[str, Any] | None:
+    """Agent against expert on the same seeds: on how many seeds the expert's true return
+    beats the agent's by more than ``margin``, and on how many of those the decoded returns
+    rank them the same way (the critic prefers the better behaviour). None without both.
+
+    A critic that scores the agent's failing episodes above the expert's on the same target
+    is one the planner can exploit there.
+    """
+    by = {(e["behaviour"], e["seed"]): e for e in episodes}
+    seeds = sorted(s for b, s in by if b == "agent" and ("expert", s) in by)
+    if not seeds:
+        return None
+    rows = []
+    for s in seeds:
+        a, x = by[("agent", s)], by[("expert", s)]
+        rows.append({"seed": s, "agent_return": float(np.sum(a["true"])),
+                     "expert_return": float(np.sum(x["true"])),
+                     "agent_decoded": float(np.sum(a["decoded"])),
+                     "expert_decoded": float(np.sum(x["decoded"]))})
+    worse = [r for r in rows if r["expert_return"] > r["agent_return"] + margin]
+    agree = [r for r in worse if r["expert_decoded"] > r["agent_decoded"]]
+    return {"seeds": len(rows), "margin": margin, "agent_worse": len(worse),
+            "critic_agrees": len(agree), "per_seed": rows}
+
+
 def behaviours(agent: Any, env: WmilEnv, task: str, noise: Sequence[float], seed: int,
                ) -> dict[str, Behaviour]:
     """The probe's behaviours: agent, expert, expert + N(0, s^2) noise per scale, random.
@@ -187,7 +213,10 @@ def probe(agent: Any, env: WmilEnv, task: str, episodes: int = 4, seed: int = 20
         if progress is not None:
             progress(name)
     result = correlations(rows, window)
-    result.update(task=task, seed=seed, noise=list(noise),
+    # a tenth of the expert's mean return: "worse" is a failure, not a slower approach
+    expert_returns = [np.sum(r["true"]) for r in rows if r["behaviour"] == "expert"]
+    margin = 0.1 * float(np.mean(expert_returns)) if expert_returns else 0.0
+    result.update(task=task, seed=seed, noise=list(noise), paired=paired_ranking(rows, margin),
                   episodes_per_behaviour=episodes,
                   returns=[{"behaviour": r["behaviour"], "seed": r["seed"],
                             "return": float(np.sum(r["true"])),
@@ -229,6 +258,10 @@ def cmd_reward_corr(args: argparse.Namespace) -> int:
     for name, g in r["behaviours"].items():
         print(f"  | {name} | {g['return_mean']:.1f} | {g['decoded_return_mean']:.1f} | "
               f"{_fmt(g['step_pearson'])} | {_fmt(g['window_pearson'])} |")
+    if (pr := r["paired"]) is not None:
+        print(f"  agent vs expert on the same seeds: the expert did better by more than "
+              f"{pr['margin']:.1f} on {pr['agent_worse']} of {pr['seeds']}; the decoded return "
+              f"ranks the expert higher on {pr['critic_agrees']} of those")
     run = paths["run"] or Path(paths["checkpoint"]).parent
     out = Path(args.out) if args.out else Path(run) / f"reward-corr-{trainer.step}.json"
     atomic_write(out, json.dumps(r, indent=2))
