@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Branching experiment on reacher-easy with turned demos (session 13): train each seed to 20k
+# steps with the benchmark's settings (base.yaml: those of bench/imitation-100k-reacher-sym-s12),
+# then continue copies of that run with one change each, evaluating every 5k. Every branch
+# starts from the same weights, buffers and random state: the curves differ by the change
+# (and by the random draws that follow it). Run from the repo root, with .venv/bin on PATH.
+set -euo pipefail
+D=bench/reacher-sym-branch-20k
+export MUJOCO_GL=egl
+mkdir -p "$D/demos" "$D/runs"
+[ -f "$D/demos/reacher.h5" ] || wmil demos collect --task dmc/reacher-easy --episodes 10 \
+    --obs state --out "$D/demos/reacher.h5" --seed 0
+branch() {  # branch SEED NAME TRAIN_CONFIG_JSON AGENT_JSON STEPS
+    local base="$D/runs/base-s$1" run="$D/runs/$2-s$1"
+    [ -d "$run" ] || { cp -r "$base" "$run"; python - "$run" "$3" "$4" <<'PY'
+import json, sys, yaml
+path = f"{sys.argv[1]}/config.yaml"
+cfg = yaml.safe_load(open(path))
+cfg.update(json.loads(sys.argv[2]))
+cfg["agent"].update(json.loads(sys.argv[3]))
+cfg["eval_every"] = cfg["checkpoint_every"] = 5000
+yaml.safe_dump(cfg, open(path, "w"), sort_keys=False)
+PY
+    }
+    wmil train --resume "$run" --steps "$5" > "$run.log" 2>&1
+}
+for s in 0 1; do
+    sed "s/^seed: SEED$/seed: $s/" "$D/base.yaml" > "$D/runs/base-s$s.yaml"
+    [ -f "$D/runs/base-s$s/checkpoints/latest.pt" ] || \
+        wmil train --config "$D/runs/base-s$s.yaml" --out "$D/runs/base-s$s" > "$D/runs/base-s$s.log" 2>&1 &
+done
+wait
+# what ran, two at a time, in this order:
+branch 0 plain '{}' '{}' 40000 &
+branch 0 bc1 '{}' '{"pi_bc_coef": 1.0}' 40000 &
+wait
+branch 1 plain '{}' '{}' 40000 &
+# (bc1 of seed 1 was stopped after a minute, once bc1 of seed 0 had shown its gradient norms)
+branch 1 td '{}' '{"value_term": "td"}' 40000 &  # stopped at 27k (see README)
+wait
+# (gamma 0.95 from scratch, gamma095.yaml, ran to 15k for seed 1 and was stopped for these:)
+branch 0 recent '{"recent_fraction": 0.5, "recent_episodes": 10}' '{}' 60000 &
+branch 1 recent '{"recent_fraction": 0.5, "recent_episodes": 10}' '{}' 60000 &
+wait
+# the unchanged branches continued to 60k beside them, for reference
+wmil train --resume "$D/runs/plain-s0" --steps 60000 > "$D/runs/plain-s0-60k.log" 2>&1 &
+wmil train --resume "$D/runs/plain-s1" --steps 60000 > "$D/runs/plain-s1-60k.log" 2>&1 &
+wait
