@@ -154,6 +154,18 @@ class WorldModel(nn.Module):
             h = layer(h)
         return h
 
+    def _pi_params(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """The prior's Gaussian before the squash: (mean, log std in its bounded range)."""
+        mu, log_std = self._pi(z).chunk(2, -1)
+        return mu, self.log_std_min + 0.5 * self.log_std_dif * (torch.tanh(log_std) + 1)
+
+    @staticmethod
+    def _squashed_log_prob(eps: Tensor, log_std: Tensor, u: Tensor) -> Tensor:
+        """log pi of a = tanh(u), u = mean + eps std: Gaussian log density minus the change of
+        variables; (..., 1)."""
+        log_pi = (-0.5 * eps.pow(2) - log_std - _LOG_SQRT_2PI).sum(-1, keepdim=True)
+        return log_pi - tanh_log_det(u)
+
     def pi(self, z: Tensor, deterministic: bool = False,
            eps: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Sample from the policy prior: (mean action, action, log pi(action|z), log std).
@@ -161,16 +173,13 @@ class WorldModel(nn.Module):
         Actions are tanh-squashed Gaussian samples in (-1, 1); ``log pi`` includes the
         change-of-variables correction. ``eps`` fixes the Gaussian noise (golden tests).
         """
-        mu, log_std = self._pi(z).chunk(2, -1)
-        log_std = self.log_std_min + 0.5 * self.log_std_dif * (torch.tanh(log_std) + 1)
+        mu, log_std = self._pi_params(z)
         if deterministic:
             eps = torch.zeros_like(mu)
         elif eps is None:
             eps = torch.randn_like(mu)
         u = mu + eps * log_std.exp()
-        log_pi = (-0.5 * eps.pow(2) - log_std - _LOG_SQRT_2PI).sum(-1, keepdim=True)
-        log_pi = log_pi - tanh_log_det(u)  # change of variables a = tanh(u)
-        return torch.tanh(mu), torch.tanh(u), log_pi, log_std
+        return torch.tanh(mu), torch.tanh(u), self._squashed_log_prob(eps, log_std, u), log_std
 
     def pi_log_prob(self, z: Tensor, a: Tensor, clip: float = 0.999) -> Tensor:
         """log pi(a|z) of given actions a in [-1, 1]^A (..., 1), tanh correction included.
@@ -178,12 +187,9 @@ class WorldModel(nn.Module):
         Actions are clipped to +-``clip`` first: a demonstrator's saturated commands (+-1) lie
         on the boundary of the squashed Gaussian's support, where log pi is -inf.
         """
-        mu, log_std = self._pi(z).chunk(2, -1)
-        log_std = self.log_std_min + 0.5 * self.log_std_dif * (torch.tanh(log_std) + 1)
+        mu, log_std = self._pi_params(z)
         u = torch.atanh(a.clamp(-clip, clip))
-        eps = (u - mu) * torch.exp(-log_std)
-        log_pi = (-0.5 * eps.pow(2) - log_std - _LOG_SQRT_2PI).sum(-1, keepdim=True)
-        return log_pi - tanh_log_det(u)
+        return self._squashed_log_prob((u - mu) * torch.exp(-log_std), log_std, u)
 
     def pi_sample(self, z: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
         """(action, log pi) of the policy prior for given Gaussian noise (planning)."""
