@@ -46,3 +46,7 @@ wait
 wmil train --resume "$D/runs/plain-s0" --steps 60000 > "$D/runs/plain-s0-60k.log" 2>&1 &
 wmil train --resume "$D/runs/plain-s1" --steps 60000 > "$D/runs/plain-s1-60k.log" 2>&1 &
 wait
+# a tenfold Q-head dropout, to 35k
+branch 0 qdrop '{}' '{"model": {"dropout": 0.1}}' 35000 &
+branch 1 qdrop '{}' '{"model": {"dropout": 0.1}}' 35000 &
+wait
