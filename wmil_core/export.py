@@ -29,7 +29,6 @@ import dataclasses
 import datetime
 import io
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -56,10 +55,9 @@ from wmil_core.runtime.bundle import (
     load_bundle,
     sha256_file,
 )
-from wmil_core.world_model import WorldModel, tanh_log_det
+from wmil_core.world_model import WorldModel
 
 OPSET = 17
-_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 TOLERANCE = 1e-4  # largest difference allowed between ONNX and torch (see _scaled_diff)
 META_KEYS = {"name", "task", "obs_mode", "joint_names", "action_low", "action_high",
              "training", "source"}
@@ -149,12 +147,9 @@ class TraceableModel(nn.Module):
     def pi(self, z: Tensor, eps: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``WorldModel.pi(z, eps=eps)``: (tanh(mean), action, log pi)."""
         m = self.model
-        mu, log_std = m._pi(z).chunk(2, -1)
-        log_std = m.log_std_min + 0.5 * m.log_std_dif * (torch.tanh(log_std) + 1)
+        mu, log_std = m._pi_params(z)
         u = mu + eps * log_std.exp()
-        log_pi = (-0.5 * eps.pow(2) - log_std - _LOG_SQRT_2PI).sum(-1, keepdim=True)
-        log_pi = log_pi - tanh_log_det(u)
-        return accurate_tanh(mu), accurate_tanh(u), log_pi
+        return accurate_tanh(mu), accurate_tanh(u), m._squashed_log_prob(eps, log_std, u)
 
     def pi_sample(self, z: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:  # noqa: D102
         _, a, log_pi = self.pi(z, eps)
