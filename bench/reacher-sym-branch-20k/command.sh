@@ -50,3 +50,5 @@ wait
 branch 0 qdrop '{}' '{"model": {"dropout": 0.1}}' 35000 &
 branch 1 qdrop '{}' '{"model": {"dropout": 0.1}}' 35000 &
 wait
+# curves.json from the runs
+python "$D/summarize.py" "$D"
