@@ -320,6 +320,21 @@ def test_cli_export_and_bench_planner(tiny_run, tmp_path, capsys, monkeypatch):
     r = json.loads((tmp_path / "sharded.json").read_text())
     assert r["shards"] == 2 and r["threads"] == 2 and r["max_action_diff"] <= TOLERANCE
     assert "2 shards" in capsys.readouterr().out
+    # more bundles of the model in the same loop: the older layout plans as torch does, its
+    # int8 copy close to it
+    args = p.parse_args(["quantize", "models/tiny", "--batch-check", "4"])
+    assert args.func(args) == 0  # writes models/tiny-int8
+    args = p.parse_args(["bench", "planner", "models/tiny", "--repeats", "3", "--samples", "16",
+                         "--threads", "1", "--also", "models/tiny-ps", "models/tiny-int8",
+                         "--out", "also.json"])
+    assert args.func(args) == 0
+    r = json.loads((tmp_path / "also.json").read_text())
+    assert [(a["bundle"], a["precision"]) for a in r["also"]] == [
+        ("models/tiny-ps", "float32"), ("models/tiny-int8", "int8")]
+    assert all(a["runtime"]["n"] == 3 and a["speedup_vs_runtime_p50"] > 0 for a in r["also"])
+    assert r["also"][0]["max_action_diff"] <= TOLERANCE
+    assert 0 < r["also"][1]["max_action_diff"] < 0.5
+    assert "also models/tiny-int8 (int8)" in capsys.readouterr().out
     args = p.parse_args(["bench", "planner", "models/tiny", "--threads", "1", "--shards", "2"])
     with pytest.raises(ValueError, match="shards: must be >= 1 and divide --threads"):
         args.func(args)

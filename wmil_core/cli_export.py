@@ -55,6 +55,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_quantize(args: argparse.Namespace) -> int:
+    """Write an int8 copy of a float bundle and print its difference from the float graphs."""
+    from wmil_core.quantize import quantize_bundle
+
+    src = Path(args.model)
+    out = Path(args.out) if args.out else src.parent / f"{src.resolve().name}-int8"
+    path = quantize_bundle(src, out, per_channel=args.per_channel,
+                           batch_check=args.batch_check, overwrite=args.overwrite)
+    q = json.loads((path / "manifest.json").read_text())["quantization"]
+    print(f"quantised {', '.join(q['graphs'])} of {src} ({q['method']})")
+    print("difference from the float32 graphs (max |int8 - float32| / max(1, max |float32|)):")
+    for graph, diffs in q["check"]["max_diff"].items():
+        shown = "  ".join(f"batch {b}: {d:.2e}" for b, d in diffs.items())
+        print(f"  {graph + '.onnx':14s} {shown}")
+    print(f"wrote {path}")
+    return 0
+
+
 # -- wmil bench planner ------------------------------------------------------------------------
 def matmul_peak(threads: int, size: int = 1024, repeats: int = 5) -> dict[str, float]:
     """Measured float32 matrix-multiply GFLOP/s of onnxruntime and of numpy's BLAS, both on
@@ -125,7 +143,8 @@ def bench_planner(model_dir: str | Path, run: str | Path | None = None,
                   samples: int | None = None, iterations: int | None = None,
                   horizon: int | None = None, threads: int = 1, repeats: int = 50,
                   warmup: int = 5, seed: int = 0,
-                  out: str | Path | None = None, shards: int = 1) -> dict[str, Any]:
+                  out: str | Path | None = None, shards: int = 1,
+                  also: list[str | Path] | None = None) -> dict[str, Any]:
     """Planning latency of the torch planner and the runtime planner on the same model.
 
     Three planners: torch as training runs it (element-wise work in the fused kernels of
@@ -138,7 +157,10 @@ def bench_planner(model_dir: str | Path, run: str | Path | None = None,
     GFLOP/s against this machine's measured matrix-multiply peak; the eager planner's p50/p99
     and the runtime's speed-up over it beside. ``shards``: the runtime
     splits its ``threads`` cores into that many parallel sessions of threads/shards each
-    (torch keeps ``threads`` intra-op threads), so both use the same cores.
+    (torch keeps ``threads`` intra-op threads), so both use the same cores. ``also``: more
+    bundles of the same model (an int8 copy, another layout) planned in the same loop, with
+    the same noise and warm starts, reported under ``also`` with their speed-ups and action
+    differences.
     """
     import torch
 
@@ -164,6 +186,17 @@ def bench_planner(model_dir: str | Path, run: str | Path | None = None,
     tcfg = TorchPlannerConfig(**dataclasses.asdict(rcfg))
     planner = Planner(bundle, threads=(threads // shards) or None, config=rcfg, seed=seed,
                       shards=shards)
+    others = []
+    for path in also or []:
+        other = load_bundle(path)
+        if (other.latent_dim, other.action_dim, other.obs_spec) != (
+                bundle.latent_dim, bundle.action_dim, bundle.obs_spec):
+            raise ValueError(f"{path}: not a bundle of {model_dir}'s model (latent size, "
+                             "action size or observation spec differ)")
+        others.append(Planner(other, threads=(threads // shards) or None, config=rcfg,
+                              seed=seed, shards=shards))
+    o_ms: list[list[float]] = [[] for _ in others]
+    o_diffs: list[list[float]] = [[] for _ in others]
     rng = np.random.default_rng(seed)
     obs = {k: (rng.integers(0, 256, v.shape, dtype=np.uint8) if v.dtype == "uint8"
                else rng.standard_normal(v.shape, dtype=np.float32))
@@ -197,6 +230,13 @@ def bench_planner(model_dir: str | Path, run: str | Path | None = None,
         t2 = time.perf_counter()
         action = planner.act(obs, noise=noise_np)
         t3 = time.perf_counter()
+        for k, other in enumerate(others):
+            other.prev_mean = None if prev is None else prev.numpy()
+            t4 = time.perf_counter()
+            a_k = other.act(obs, noise=noise_np)
+            if i >= warmup:
+                o_ms[k].append(1000 * (time.perf_counter() - t4))
+                o_diffs[k].append(float(np.abs(a_k - res.action.numpy()).max()))
         prev = res.mean
         if i >= warmup:
             t_ms.append(1000 * (t1 - t))
@@ -249,6 +289,15 @@ def bench_planner(model_dir: str | Path, run: str | Path | None = None,
         "torch_gflops": torch_flops["total"] / (tp["p50_ms"] / 1000) / 1e9,
         "peak_gflops": peak,
         "runtime_fraction_of_peak": r_gflops / peak["onnxruntime"],
+        "precision": bundle.precision,
+        "also": [{
+            "bundle": str(Path(p)), "precision": o.bundle.precision,
+            "runtime": latency_stats(ms),
+            "speedup_p50": tp["p50_ms"] / latency_stats(ms)["p50_ms"],
+            "speedup_vs_eager_p50": ep["p50_ms"] / latency_stats(ms)["p50_ms"],
+            "speedup_vs_runtime_p50": rp["p50_ms"] / latency_stats(ms)["p50_ms"],
+            "max_action_diff": max(d), "median_action_diff": float(np.median(d)),
+        } for p, o, ms, d in zip(also or [], others, o_ms, o_diffs)],
     }
     if out:
         atomic_write(out, json.dumps(result, indent=2))
@@ -262,7 +311,7 @@ def cmd_bench_planner(args: argparse.Namespace) -> int:
     name = load_bundle(args.model).name
     out = args.out or f"bench/planner-{name}.json"
     r = bench_planner(args.model, args.run, args.samples, args.iterations, args.horizon,
-                      args.threads, args.repeats, out=out, shards=args.shards)
+                      args.threads, args.repeats, out=out, shards=args.shards, also=args.also)
     p = r["planner"]
     shards = f" (runtime: {r['shards']} shards)" if r["shards"] > 1 else ""
     print(f"{r['name']} ({r['task']}, {r['obs_mode']}): {p['num_samples']} samples x "
@@ -282,6 +331,12 @@ def cmd_bench_planner(args: argparse.Namespace) -> int:
           f"{r['flops_per_plan']['total'] / 1e6:.1f} per runtime plan: runtime "
           f"{r['runtime_gflops']:.2f} GFLOP/s = {100 * r['runtime_fraction_of_peak']:.1f}% of the "
           f"measured MatMul peak {r['peak_gflops']['onnxruntime']:.1f} GFLOP/s")
+    for o in r["also"]:
+        print(f"  also {o['bundle']} ({o['precision']}): p50 {o['runtime']['p50_ms']:.2f} ms  "
+              f"p99 {o['runtime']['p99_ms']:.2f} ms, {o['speedup_p50']:.2f}x torch, "
+              f"{o['speedup_vs_eager_p50']:.2f}x torch on eager ops, "
+              f"{o['speedup_vs_runtime_p50']:.2f}x the runtime above (action difference from "
+              f"torch: largest {o['max_action_diff']:.1e}, median {o['median_action_diff']:.1e})")
     print(f"wrote {out}")
     return 0
 
@@ -391,7 +446,8 @@ def cmd_bench_value_graph(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any, bench_sub: Any) -> None:
-    """Add ``export`` to the ``wmil`` subcommands and ``planner`` to the ``bench`` ones."""
+    """Add ``export`` and ``quantize`` to the ``wmil`` subcommands, ``planner`` and
+    ``value-graph`` to the ``bench`` ones."""
     ex = sub.add_parser("export", help="export a run or checkpoint as a model bundle (ONNX)")
     ex.add_argument("run", metavar="RUN|CHECKPOINT", help="run directory or checkpoint file")
     ex.add_argument("--out", default=None, help="bundle directory (default: models/<name>)")
@@ -410,6 +466,16 @@ def add_commands(sub: Any, bench_sub: Any) -> None:
                          "Gemm/LayerNormalization chains); auto: unrolled for two heads")
     ex.set_defaults(func=cmd_export)
 
+    qu = sub.add_parser("quantize", help="an int8 copy of a model bundle (faster CPU planning)")
+    qu.add_argument("model", metavar="MODEL_DIR", help="float32 bundle directory")
+    qu.add_argument("--out", default=None, help="bundle directory (default: MODEL_DIR-int8)")
+    qu.add_argument("--per-channel", dest="per_channel", action="store_true",
+                    help="one weight scale per output channel (default: per tensor)")
+    qu.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    qu.add_argument("--batch-check", dest="batch_check", type=int, default=64,
+                    help="batch size N of the check against the float graphs (also at 1)")
+    qu.set_defaults(func=cmd_quantize)
+
     bp = bench_sub.add_parser("planner", help="torch planner against the runtime planner")
     bp.add_argument("model", metavar="MODEL_DIR", help="model bundle directory")
     bp.add_argument("--run", default=None,
@@ -422,6 +488,9 @@ def add_commands(sub: Any, bench_sub: Any) -> None:
                     help="runtime: parallel sessions sharing --threads (e.g. --threads 2 "
                          "--shards 2: two one-thread sessions, each valuing half the samples)")
     bp.add_argument("--repeats", type=int, default=50, help="timed planning steps of each")
+    bp.add_argument("--also", nargs="+", default=None, metavar="MODEL_DIR",
+                    help="more bundles of the same model (e.g. its int8 copy) timed in the "
+                         "same loop")
     bp.add_argument("--out", default=None, help="JSON (default: bench/planner-<name>.json)")
     bp.set_defaults(func=cmd_bench_planner)
 

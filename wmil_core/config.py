@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import tempfile
 import types
 import typing
@@ -181,6 +182,35 @@ def atomic_write(path: str | Path, data: bytes | str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def staging_dir(out_dir: Path, overwrite: bool) -> Path:
+    """A fresh hidden directory beside ``out_dir`` to build it in (refused if ``out_dir``
+    exists and ``overwrite`` is off)."""
+    if out_dir.exists() and not overwrite:
+        raise ValueError(f"{out_dir}: exists already (overwrite it with --overwrite)")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial",
+                                 dir=out_dir.parent))
+
+
+def replace_dir(tmp: Path, out_dir: Path, overwrite: bool) -> None:
+    """Rename the finished ``tmp`` into place as ``out_dir``; an old ``out_dir`` (``overwrite``)
+    is moved aside first and put back if the rename fails."""
+    if not out_dir.exists():
+        os.replace(tmp, out_dir)
+        return
+    if not overwrite:
+        raise ValueError(f"{out_dir}: exists already (overwrite it with --overwrite)")
+    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
+    os.replace(out_dir, old / "bundle")
+    try:
+        os.replace(tmp, out_dir)
+    except BaseException:
+        os.replace(old / "bundle", out_dir)  # put the old bundle back
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def save_config(obj: Any, path: str | Path) -> Path:

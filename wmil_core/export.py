@@ -29,9 +29,7 @@ import dataclasses
 import datetime
 import io
 import json
-import os
 import shutil
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -43,7 +41,7 @@ import onnxruntime as ort
 import torch
 from torch import Tensor, nn
 
-from wmil_core.config import atomic_write, to_dict
+from wmil_core.config import atomic_write, replace_dir, staging_dir, to_dict
 from wmil_core.nn.layers import QEnsemble, simnorm
 from wmil_core.planning import returns_from, shared_trajectory_value, trajectory_value
 from wmil_core.runtime.bundle import (
@@ -487,31 +485,6 @@ def build_manifest(agent: Any, meta: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _staging_dir(out_dir: Path, overwrite: bool) -> Path:
-    if out_dir.exists() and not overwrite:
-        raise ValueError(f"{out_dir}: exists already (overwrite it with --overwrite)")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial",
-                                 dir=out_dir.parent))
-
-
-def _move_into_place(tmp: Path, out_dir: Path, overwrite: bool) -> None:
-    if not out_dir.exists():
-        os.replace(tmp, out_dir)
-        return
-    if not overwrite:
-        raise ValueError(f"{out_dir}: exists already (overwrite it with --overwrite)")
-    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
-    os.replace(out_dir, old / "bundle")
-    try:
-        os.replace(tmp, out_dir)
-    except BaseException:
-        os.replace(old / "bundle", out_dir)  # put the old bundle back
-        raise
-    finally:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def export_agent(agent: Any, out_dir: str | Path, meta: Mapping[str, Any],
                  batch_check: int = 64, overwrite: bool = False,
                  value_start: str = "shared", value_heads: str = "auto") -> Path:
@@ -536,7 +509,7 @@ def export_agent(agent: Any, out_dir: str | Path, meta: Mapping[str, Any],
     specs = graph_specs(export_copy(agent.model), reference, agent.obs_shapes,
                         float(agent.gamma), float(agent.cfg.beta), horizon, value_start,
                         value_heads)
-    tmp = _staging_dir(out_dir, overwrite)
+    tmp = staging_dir(out_dir, overwrite)
     try:
         graphs: dict[str, Any] = {}
         diffs: dict[str, dict[str, float]] = {}
@@ -568,7 +541,7 @@ def export_agent(agent: Any, out_dir: str | Path, meta: Mapping[str, Any],
         manifest["files"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
         atomic_write(tmp / MANIFEST, json.dumps(manifest, indent=2) + "\n")
         load_bundle(tmp)  # the runtime must accept what was written
-        _move_into_place(tmp, out_dir, overwrite)
+        replace_dir(tmp, out_dir, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

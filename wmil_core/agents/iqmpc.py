@@ -54,6 +54,9 @@ class IQMPCConfig:
     # weight of a behaviour-cloning term -log pi(a_E|z_E) on the expert rows in the policy
     # prior's loss (the paper's code has it as reg_coef, default 0: off)
     pi_bc_coef: float = 0.0
+    # decoupled (AdamW-style) weight decay on the Q heads alone: each update shrinks their
+    # weights by lr * q_weight_decay (0: off, as the paper's code); beyond the paper
+    q_weight_decay: float = 0.0
     mpc: bool = True  # plan with MPPI (False: act with the policy prior)
     # torch.compile the planner's value rollout and the update's losses (the gradient penalty
     # stays eager): about a minute of compilation per graph, then fused kernels (see README
@@ -70,8 +73,8 @@ class IQMPCConfig:
             raise ValueError(f"tau: must be in (0, 1], got {self.tau}")
         if not 0 < self.rho <= 1:
             raise ValueError(f"rho: must be in (0, 1], got {self.rho}")
-        if self.beta < 0 or self.grad_pen < 0 or self.pi_bc_coef < 0:
-            raise ValueError("beta, grad_pen and pi_bc_coef: must be >= 0")
+        if min(self.beta, self.grad_pen, self.pi_bc_coef, self.q_weight_decay) < 0:
+            raise ValueError("beta, grad_pen, pi_bc_coef and q_weight_decay: must be >= 0")
         if self.gamma is not None and not 0 < self.gamma < 1:
             raise ValueError(f"gamma: must be in (0, 1), got {self.gamma}")
         if self.value_term not in ("v0", "td"):
@@ -102,8 +105,8 @@ class IQMPC:
         self.optim = torch.optim.Adam([
             {"params": self.model._encoder.parameters(), "lr": cfg.lr * cfg.enc_lr_scale},
             {"params": self.model._dynamics.parameters()},
-            {"params": self.model._Qs.parameters()},
-        ], lr=cfg.lr, fused=True)
+            {"params": self.model._Qs.parameters(), "weight_decay": cfg.q_weight_decay},
+        ], lr=cfg.lr, fused=True, decoupled_weight_decay=True)
         self.pi_optim = torch.optim.Adam(self.model._pi.parameters(), lr=cfg.lr, eps=1e-5,
                                          fused=True)
         self.model.eval()
@@ -293,6 +296,12 @@ class IQMPC:
         """Restore :meth:`state_dict` output."""
         self.model.load_state_dict(state["model"])
         self.optim.load_state_dict(state["optim"])
+        # the optimiser's state carries its groups' settings: the config's weight decay wins,
+        # so that a run resumed (or branched) with another q_weight_decay uses it
+        # (checkpoints from before the field load as coupled decay: set both)
+        for group in self.optim.param_groups:
+            group["decoupled_weight_decay"] = True
+        self.optim.param_groups[2]["weight_decay"] = self.cfg.q_weight_decay
         self.pi_optim.load_state_dict(state["pi_optim"])
         self.generator.set_state(state["generator"])
         self._prev_mean = state["prev_mean"]

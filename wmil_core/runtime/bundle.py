@@ -37,6 +37,7 @@ GRAPH_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # inputs, outp
 }
 VALUE_STARTS = ("per_sample", "shared")  # graphs.value.start (absent: per_sample)
 VALUE_HEADS = ("gathered", "unrolled")  # graphs.value.q_heads (absent: gathered)
+PRECISIONS = ("float32", "int8")  # precision: of the planning graphs (absent: float32)
 REQUIRED_KEYS = ("format_version", "task", "obs_mode", "observation", "action", "planner",
                  "gamma", "beta", "num_q", "latent_dim", "graphs", "files")
 
@@ -88,6 +89,8 @@ class Bundle:
     # value.onnx's Q heads: "gathered" (the two ``heads`` names, batched matmuls) or "unrolled"
     # (two-head ensembles: both heads, each its own chain of fused operators; ``heads`` unread)
     value_heads: str = "gathered"
+    # "int8": the planning graphs were quantised (``wmil quantize``), off the torch reference
+    precision: str = "float32"
 
     @property
     def name(self) -> str:
@@ -268,10 +271,14 @@ def load_bundle(path: str | Path) -> Bundle:
         if value_heads == "unrolled" and num_q != 2:
             raise ValueError(f"{where}: graphs.value.q_heads unrolled needs num_q 2, "
                              f"got {num_q}")
+    precision = m.get("precision", "float32")
+    if precision not in PRECISIONS:
+        raise ValueError(f"{where}: precision must be one of {', '.join(PRECISIONS)}, "
+                         f"got {precision!r}")
     return Bundle(
         path=root, manifest=m, manifest_sha256=sha256_bytes(raw), obs_spec=obs_spec,
         action_dim=dim, action_low=low, action_high=high, planner=planner, gamma=float(gamma),
         beta=float(beta), num_q=num_q, latent_dim=latent, mpc=bool(m.get("mpc", True)),
         graphs=graphs, value_horizon=value_horizon, value_start=value_start,
-        value_heads=value_heads,
+        value_heads=value_heads, precision=precision,
     )
