@@ -140,7 +140,8 @@ def test_timer_mode_rate_then_stale_watchdog_and_resume(ctx):
         assert status.level == DiagnosticStatus.WARN
         keys = {kv.key for kv in status.values}
         assert {"plan_p50_ms", "plan_p99_ms", "age_joints_ms", "age_features_ms",
-                "model_version", "ticks_missed", "deadline_overruns"} <= keys
+                "model_version", "model_precision", "ticks_missed", "deadline_overruns"} <= keys
+        assert {kv.key: kv.value for kv in status.values}["model_precision"] == "float32"
 
         feed.paused.clear()  # fresh again: planning resumes
         commands_become(probe, PLANNED)

@@ -94,6 +94,20 @@ def test_the_runtime_plans_with_an_int8_bundle_close_to_the_float_one(bundles):
         assert all(np.isfinite(a).all() and a.shape == (2,) for a in acts)
         gaps.append(float(np.abs(acts[0] - acts[1]).max()))
     assert np.median(gaps) < 0.1, gaps  # the same plans, give or take the rounding
+    from wmil.model import model_info
+
+    assert model_info(load_bundle(out).manifest).precision == "int8"  # the ROS nodes' view
+
+
+def test_the_shipped_model_quantises_and_evaluates_in_simulation(tmp_path):
+    from wmil_core.bundle_eval import evaluate_bundle
+    from wmil_core.paths import models_dir
+
+    out = quantize_bundle(models_dir() / "reacher-easy", tmp_path / "int8")
+    diffs = load_bundle(out).manifest["quantization"]["check"]["max_diff"]
+    assert max(max(d.values()) for d in diffs.values()) < 0.1, diffs
+    r = evaluate_bundle(out, episodes=1, episode_length=5)
+    assert r["precision"] == "int8" and np.isfinite(r["return_mean"])
 
 
 def test_quantize_refuses_bad_requests_and_keeps_what_exists(bundles, tmp_path):

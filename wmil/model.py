@@ -46,6 +46,7 @@ class ModelInfo:
     action_low: np.ndarray  # (A,) actuator units
     action_high: np.ndarray
     version: str
+    precision: str = "float32"  # of the planning graphs ("int8": ``wmil quantize``)
 
     @property
     def action_dim(self) -> int:
@@ -128,6 +129,7 @@ def model_info(manifest: Mapping[str, Any], version: str | None = None) -> Model
         image_size=int(size) if size is not None else None,
         frames=int(frames) if frames is not None else None,
         action_low=low_a, action_high=high_a, version=str(version),
+        precision=str(manifest.get("precision", "float32")),
     )
 
 

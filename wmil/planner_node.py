@@ -513,7 +513,8 @@ class PlannerNode(Node):
             level, message = WARN, f"safe command: {self.watchdog.reason}"
         if self.last_swap_error is not None and self.swap_failures and not self.watchdog.tripped:
             message = f"planning; last model update refused: {self.last_swap_error}"
-        values: dict[str, Any] = {"model": self._model.path, "model_version": info.version}
+        values: dict[str, Any] = {"model": self._model.path, "model_version": info.version,
+                                  "model_precision": info.precision}
         values.update(self.latency_summary())
         for k, age in self.input_ages().items():
             values[f"age_{k}_ms"] = "never" if age is None else 1e3 * age

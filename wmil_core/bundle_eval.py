@@ -84,6 +84,7 @@ def evaluate_bundle(model_dir: str | Path, episodes: int = 10, seed: int = 0,
     return {
         "normalized_score": mean / expert if expert else None,
         "model": str(model_dir), "task": task, "episodes": episodes, "seed": seed,
+        "precision": planner.bundle.precision,
         "return_mean": mean, "return_std": float(np.std(returns)),
         "success_rate": float(np.mean(successes)) if successes else None,
         "returns": returns,
