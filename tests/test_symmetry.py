@@ -130,6 +130,35 @@ def test_training_turns_expert_batches_only(tmp_path):
                             demo_symmetry=True), tmp_path / "cp", progress=False)
 
 
+def test_behaviour_symmetry_turns_behaviour_batches_alone_when_asked(tmp_path):
+    from wmil_core.cli import build_parser
+
+    demos = tmp_path / "d.h5"
+    collect_demos("dmc/reacher-easy", 1, "state", demos, seed=0, progress=False)
+    cfg = TrainConfig(task="dmc/reacher-easy", demos=str(demos), offline_steps=2, steps=30,
+                      seed_steps=20, eval_every=30, eval_episodes=1, checkpoint_every=30,
+                      episode_length=15, buffer_size=200, threads=1, behaviour_symmetry=True,
+                      agent={"model": {"latent_dim": 16, "mlp_dim": 32, "enc_dim": 32},
+                             "batch_size": 8,
+                             "planner": {"num_samples": 16, "num_pi_trajs": 2,
+                                         "num_elites": 4, "iterations": 1}})
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    trainer.train()
+    for draw, plain_draw, turns in (
+            (trainer._behaviour_batch, lambda: trainer.behaviour.sample(8, trainer.rng), True),
+            (trainer._expert_batch, lambda: trainer.expert.sample(8, trainer.rng), False)):
+        state = trainer.rng.bit_generator.state
+        got = draw()
+        trainer.rng.bit_generator.state = state
+        plain = plain_draw()
+        assert torch.equal(got.action, plain.action)
+        assert torch.allclose(got.obs["features"].norm(dim=-1),
+                              plain.obs["features"].norm(dim=-1), atol=1e-5)
+        assert torch.equal(got.obs["features"], plain.obs["features"]) != turns
+    args = build_parser().parse_args(["train", "--config", "x.yaml", "--behaviour-symmetry"])
+    assert args.behaviour_symmetry is True
+
+
 def test_the_online_learner_turns_expert_batches_as_training_did(tmp_path):
     from wmil_core.online import OnlineLearner
 

@@ -455,6 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--demo-symmetry", dest="demo_symmetry", action="store_const", const=True,
                     default=None, help="turn each demo batch by the task's declared symmetry "
                                        "(reacher: a random rotation about the shoulder)")
+    tr.add_argument("--behaviour-symmetry", dest="behaviour_symmetry", action="store_const",
+                    const=True, default=None,
+                    help="turn each behaviour batch by it as well")
     tr.add_argument("--seed", type=int, default=None)
     tr.add_argument("--device", default=None, help="auto | cpu | cuda")
     tr.add_argument("--threads", type=int, default=None)

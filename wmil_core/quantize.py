@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -97,8 +98,14 @@ def quantize_graph(data: bytes, per_channel: bool = False) -> bytes:
     with tempfile.TemporaryDirectory(prefix="wmil-quantize-") as tmp:
         src, dst = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
         onnx.save(model, src)
-        quantize_dynamic(src, dst, op_types_to_quantize=["MatMul"], per_channel=per_channel,
-                         weight_type=QuantType.QInt8)
+        # the quantiser logs a pre-processing hint on the root logger on every call; the
+        # graphs need none (their shapes are static but for the batch axis)
+        logging.disable(logging.WARNING)
+        try:
+            quantize_dynamic(src, dst, op_types_to_quantize=["MatMul"],
+                             per_channel=per_channel, weight_type=QuantType.QInt8)
+        finally:
+            logging.disable(logging.NOTSET)
         out = onnx.load(dst)
     onnx.checker.check_model(out, full_check=True)
     return out.SerializeToString()

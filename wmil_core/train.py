@@ -44,6 +44,10 @@ class TrainConfig:
     agent: dict[str, Any] = dataclasses.field(default_factory=dict)  # IQMPCConfig overrides
     demo_episodes: int | None = None  # use only the first N demo episodes
     demo_symmetry: bool = False  # turn expert batches by the task's symmetry (wmil_core.symmetry)
+    # turn behaviour batches by it as well: the critic sees the agent's own transitions at
+    # every goal angle too (beyond the paper; the agent's transitions turned are transitions
+    # of the turned agent, not of the one acting)
+    behaviour_symmetry: bool = False
     offline_steps: int = 0  # updates on demos alone before going online
     steps: int = 100_000  # online environment steps (agent steps)
     seed_steps: int = 1000  # first online steps act at random; then as many updates at once
@@ -123,7 +127,8 @@ class Trainer:
         demo_rows = sum(len(e) + 1 for e in self.demos.episodes)
         self.expert = EpisodeBuffer(spec, a_dim, demo_rows, h)
         self.expert.add_dataset(self.demos)
-        self.symmetry = symmetry_of(self.env) if cfg.demo_symmetry else None
+        self.symmetry = (symmetry_of(self.env) if cfg.demo_symmetry or cfg.behaviour_symmetry
+                         else None)
         self.behaviour = EpisodeBuffer(spec, a_dim, cfg.buffer_size, h)
         rets = [e.ret for e in self.demos.episodes if e.rewards is not None]
         self.expert_return = float(np.mean(rets)) if rets else float("nan")
@@ -138,7 +143,17 @@ class Trainer:
     def _expert_batch(self) -> Batch:
         """Sub-trajectories of the demos, each turned by a random symmetry when asked."""
         batch = self.expert.sample(self.agent_cfg.batch_size, self.rng, self.device)
-        return self.symmetry.augment(batch, self.rng) if self.symmetry else batch
+        turn = self.symmetry is not None and self.cfg.demo_symmetry
+        return self.symmetry.augment(batch, self.rng) if turn else batch
+
+    def _behaviour_batch(self) -> Batch:
+        """Sub-trajectories of the behaviour buffer (``recent_fraction`` of them from the
+        latest episodes), each turned by a random symmetry with ``behaviour_symmetry``."""
+        cfg = self.cfg
+        batch = self.behaviour.sample(self.agent_cfg.batch_size, self.rng, self.device,
+                                      cfg.recent_fraction, cfg.recent_episodes)
+        turn = self.symmetry is not None and cfg.behaviour_symmetry
+        return self.symmetry.augment(batch, self.rng) if turn else batch
 
     # -- run directory --------------------------------------------------------------------------
     @property
@@ -304,11 +319,8 @@ class Trainer:
                     burst = max(cfg.seed_steps, 1) if first else cfg.updates_per_step
                     for _ in tqdm(range(burst), desc="seed updates", unit="upd", leave=False,
                                   disable=not (self.progress and first)):
-                        stats = self.agent.update(
-                            self._expert_batch(),
-                            self.behaviour.sample(self.agent_cfg.batch_size, self.rng,
-                                                  self.device, cfg.recent_fraction,
-                                                  cfg.recent_episodes))
+                        stats = self.agent.update(self._expert_batch(),
+                                                  self._behaviour_batch())
                     t_upd += time.perf_counter() - tu
                     n_updates += burst
                     if self.agent.updates % 100 == 0:
