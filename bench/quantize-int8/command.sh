@@ -12,3 +12,18 @@ for m in reacher-easy cartpole-swingup; do
         wmil eval "$b" --episodes 30 --seed 20000 --threads 1 --out "$D/eval-$m-$tag.json"
     done
 done
+# Planning time: the shipped models' torch checkpoints were not kept, so the timing uses a
+# cpu-preset reacher model of the same shape (seed 0 of bench/reacher-sym-branch-20k at 20k
+# steps; latency does not depend on the weights), exported, quantised, and planned by torch,
+# torch on eager operators, the float32 runtime and (--also) the int8 runtime in turn.
+R=bench/reacher-sym-branch-20k/runs/base-s0
+[ -d "$D/runs/base-s0" ] || wmil export "$R" --out "$D/runs/base-s0"
+[ -d "$D/runs/base-s0-int8" ] || wmil quantize "$D/runs/base-s0"
+wmil bench planner "$D/runs/base-s0" --run "$R" --samples 512 --iterations 6 --horizon 3 \
+    --threads 1 --also "$D/runs/base-s0-int8" --out "$D/planner-512x6-1thread.json"
+wmil bench planner "$D/runs/base-s0" --run "$R" --samples 512 --iterations 6 --horizon 3 \
+    --threads 2 --shards 2 --also "$D/runs/base-s0-int8" --out "$D/planner-512x6-2threads-2shards.json"
+wmil bench planner "$D/runs/base-s0" --run "$R" --threads 1 --repeats 200 \
+    --also "$D/runs/base-s0-int8" --out "$D/planner-64x2-1thread.json"
+wmil bench value-graph "$D/runs/base-s0" "$D/runs/base-s0-int8" --samples 512 --threads 1 \
+    --profile 30 --out "$D/value-graph-512-1thread.json"

@@ -50,5 +50,11 @@ wait
 branch 0 qdrop '{}' '{"model": {"dropout": 0.1}}' 35000 &
 branch 1 qdrop '{}' '{"model": {"dropout": 0.1}}' 35000 &
 wait
+# session 14: a decoupled weight decay of 1 on the Q heads (seed 0), to 40k
+branch 0 qwd1 '{}' '{"q_weight_decay": 1.0}' 40000
+# session 14: behaviour batches turned by the symmetry as well, to 40k
+branch 0 bsym '{"behaviour_symmetry": true}' '{}' 40000 &
+branch 1 bsym '{"behaviour_symmetry": true}' '{}' 40000 &
+wait
 # curves.json from the runs
 python "$D/summarize.py" "$D"
