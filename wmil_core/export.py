@@ -28,7 +28,6 @@ import copy
 import dataclasses
 import datetime
 import io
-import json
 import shutil
 import warnings
 from collections.abc import Callable, Mapping
@@ -41,17 +40,15 @@ import onnxruntime as ort
 import torch
 from torch import Tensor, nn
 
-from wmil_core.config import atomic_write, replace_dir, staging_dir, to_dict
+from wmil_core.config import atomic_write, staging_dir, to_dict
 from wmil_core.nn.layers import QEnsemble, simnorm
 from wmil_core.planning import returns_from, shared_trajectory_value, trajectory_value
 from wmil_core.runtime.bundle import (
     FORMAT_VERSION,
     GRAPH_IO,
-    MANIFEST,
     VALUE_HEADS,
     VALUE_STARTS,
-    load_bundle,
-    sha256_file,
+    seal_bundle,
 )
 from wmil_core.world_model import WorldModel
 
@@ -538,10 +535,7 @@ def export_agent(agent: Any, out_dir: str | Path, meta: Mapping[str, Any],
             bad = max(checked, key=lambda n: max(checked[n].values()))
             raise ValueError(f"export check failed: {bad}.onnx differs from torch by "
                              f"{max(checked[bad].values()):.3g} > {TOLERANCE:g}")
-        manifest["files"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
-        atomic_write(tmp / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-        load_bundle(tmp)  # the runtime must accept what was written
-        replace_dir(tmp, out_dir, overwrite)
+        seal_bundle(tmp, manifest, out_dir, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

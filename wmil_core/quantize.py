@@ -30,8 +30,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from wmil_core.config import atomic_write, replace_dir, staging_dir
-from wmil_core.runtime.bundle import MANIFEST, load_bundle, sha256_file
+from wmil_core.config import atomic_write, staging_dir
+from wmil_core.runtime.bundle import load_bundle, seal_bundle
 
 QUANTIZED_GRAPHS = ("dynamics", "q", "pi", "value")
 
@@ -224,11 +224,7 @@ def quantize_bundle(src: str | Path, out_dir: str | Path, per_channel: bool = Fa
                                  "inputs of the planner's kind",
                       "max_diff": check},
         }
-        m["files"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())
-                      if p.name != MANIFEST}
-        atomic_write(tmp / MANIFEST, json.dumps(m, indent=2) + "\n")
-        load_bundle(tmp)  # the runtime must accept what was written
-        replace_dir(tmp, out_dir, overwrite)
+        seal_bundle(tmp, m, out_dir, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

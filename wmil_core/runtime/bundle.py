@@ -282,3 +282,16 @@ def load_bundle(path: str | Path) -> Bundle:
         graphs=graphs, value_horizon=value_horizon, value_start=value_start,
         value_heads=value_heads, precision=precision,
     )
+
+
+def seal_bundle(tmp: Path, manifest: dict[str, Any], out_dir: Path, overwrite: bool) -> None:
+    """Finish a bundle staged in ``tmp``: hash its files into ``manifest["files"]``, write the
+    manifest, check that :func:`load_bundle` accepts it, and rename it into place as
+    ``out_dir`` (an old one, with ``overwrite``, is replaced only then)."""
+    from wmil_core.config import atomic_write, replace_dir
+
+    manifest["files"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())
+                         if p.name != MANIFEST}
+    atomic_write(tmp / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    load_bundle(tmp)  # the runtime must accept what was written
+    replace_dir(tmp, out_dir, overwrite)
