@@ -13,6 +13,18 @@ from wmil_core.tasks import make_env
 from wmil_core.tasks.spec import TaskSpec
 from wmil_core.train import TrainConfig, Trainer
 
+TINY_AGENT = {"model": {"latent_dim": 16, "mlp_dim": 32, "enc_dim": 32}, "batch_size": 8,
+              "planner": {"num_samples": 16, "num_pi_trajs": 2, "num_elites": 4,
+                          "iterations": 1}}
+
+
+def _tiny_reacher(demos, steps: int, episode_length: int, **kw) -> TrainConfig:
+    """A reacher run of ``steps`` steps small enough for a test, its first 20 at random."""
+    return TrainConfig(task="dmc/reacher-easy", demos=str(demos), offline_steps=2, steps=steps,
+                       seed_steps=20, eval_every=max(steps, 1), eval_episodes=1,
+                       checkpoint_every=max(steps, 1), episode_length=episode_length,
+                       buffer_size=200, threads=1, agent=TINY_AGENT, **kw)
+
 
 def _as_batch(joints: list, feats: list, actions: list) -> Batch:
     """One sub-trajectory (T+1 observations, T actions) as a batch of one."""
@@ -105,13 +117,7 @@ def test_symmetry_declarations_and_their_errors():
 def test_training_turns_expert_batches_only(tmp_path):
     demos = tmp_path / "d.h5"
     collect_demos("dmc/reacher-easy", 2, "state", demos, seed=0, progress=False)
-    cfg = TrainConfig(task="dmc/reacher-easy", demos=str(demos), offline_steps=5, steps=40,
-                      seed_steps=20, eval_every=40, eval_episodes=1, checkpoint_every=40,
-                      episode_length=20, buffer_size=200, threads=1, demo_symmetry=True,
-                      agent={"model": {"latent_dim": 16, "mlp_dim": 32, "enc_dim": 32},
-                             "batch_size": 8,
-                             "planner": {"num_samples": 16, "num_pi_trajs": 2,
-                                         "num_elites": 4, "iterations": 1}})
+    cfg = _tiny_reacher(demos, 40, 20, demo_symmetry=True)
     trainer = Trainer(cfg, tmp_path / "run", progress=False)
     state = trainer.rng.bit_generator.state
     turned = trainer._expert_batch()
@@ -135,13 +141,7 @@ def test_behaviour_symmetry_turns_behaviour_batches_alone_when_asked(tmp_path):
 
     demos = tmp_path / "d.h5"
     collect_demos("dmc/reacher-easy", 1, "state", demos, seed=0, progress=False)
-    cfg = TrainConfig(task="dmc/reacher-easy", demos=str(demos), offline_steps=2, steps=30,
-                      seed_steps=20, eval_every=30, eval_episodes=1, checkpoint_every=30,
-                      episode_length=15, buffer_size=200, threads=1, behaviour_symmetry=True,
-                      agent={"model": {"latent_dim": 16, "mlp_dim": 32, "enc_dim": 32},
-                             "batch_size": 8,
-                             "planner": {"num_samples": 16, "num_pi_trajs": 2,
-                                         "num_elites": 4, "iterations": 1}})
+    cfg = _tiny_reacher(demos, 30, 15, behaviour_symmetry=True)
     trainer = Trainer(cfg, tmp_path / "run", progress=False)
     trainer.train()
     for draw, plain_draw, turns in (
@@ -164,10 +164,7 @@ def test_the_online_learner_turns_expert_batches_as_training_did(tmp_path):
 
     demos = tmp_path / "d.h5"
     collect_demos("dmc/reacher-easy", 2, "state", demos, seed=0, progress=False)
-    cfg = TrainConfig(task="dmc/reacher-easy", demos=str(demos), steps=0, episode_length=20,
-                      buffer_size=200, threads=1, demo_symmetry=True,
-                      agent={"model": {"latent_dim": 16, "mlp_dim": 32, "enc_dim": 32},
-                             "batch_size": 8})
+    cfg = _tiny_reacher(demos, 0, 20, demo_symmetry=True)
     trainer = Trainer(cfg, tmp_path / "run", progress=False)
     first = []  # each learner's first expert batch
     for symmetry in (trainer.symmetry, None):
