@@ -198,9 +198,10 @@ def quantize_bundle(src: str | Path, out_dir: str | Path, per_channel: bool = Fa
             shutil.copyfile(bundle.path / fname, tmp / fname)
         for graph in (g for g in QUANTIZED_GRAPHS if g in bundle.graphs):
             data = quantize_graph(bundle.graphs[graph], per_channel)
-            if not int8_products(data):
+            count = int8_products(data)
+            if not count:
                 continue  # nothing to gain: the float graph stays
-            products[graph] = int8_products(data)
+            products[graph] = count
             check[graph] = compare_graphs(bundle.graphs[graph], data, bundle.latent_dim, group,
                                           bundle.num_q, (1, batch_check))
             atomic_write(tmp / m["graphs"][graph]["file"], data)
