@@ -159,28 +159,34 @@ def test_behaviour_symmetry_turns_behaviour_batches_alone_when_asked(tmp_path):
     assert args.behaviour_symmetry is True
 
 
-def test_the_online_learner_turns_expert_batches_as_training_did(tmp_path):
+def test_the_online_learner_turns_batches_as_training_did(tmp_path):
     from wmil_core.online import OnlineLearner
 
     demos = tmp_path / "d.h5"
     collect_demos("dmc/reacher-easy", 2, "state", demos, seed=0, progress=False)
-    cfg = _tiny_reacher(demos, 0, 20, demo_symmetry=True)
+    cfg = _tiny_reacher(demos, 0, 20, demo_symmetry=True, behaviour_symmetry=True)
     trainer = Trainer(cfg, tmp_path / "run", progress=False)
-    first = []  # each learner's first expert batch
-    for symmetry in (trainer.symmetry, None):
+    sym = trainer.symmetry
+    assert sym is not None and trainer.behaviour_symmetry == sym
+    first = []  # each learner's first (expert, behaviour) batches
+    for expert_sym, behaviour_sym in ((sym, None), (None, sym), (None, None)):
         learner = OnlineLearner(trainer.agent, demos, "dmc/reacher-easy", ["shoulder", "wrist"],
                                 np.full(2, -1.0), np.full(2, 1.0), tmp_path / "online",
-                                export_every=1000, seed=5, symmetry=symmetry)
+                                export_every=1000, seed=5, symmetry=expert_sym,
+                                behaviour_symmetry=behaviour_sym)
         rng = np.random.default_rng(0)
         learner.add_episode({"joints": rng.standard_normal((9, 4)).astype(np.float32),
                              "features": rng.standard_normal((9, 2)).astype(np.float32)},
                             rng.uniform(-1, 1, (8, 2)).astype(np.float32))
         seen = []
-        learner.agent.update = lambda e, b, seen=seen: seen.append(e)
+        learner.agent.update = lambda e, b, seen=seen: seen.append((e, b))
         learner.step()
         first.append(seen[0])
-    turned, plain = first  # same seed: the same sub-trajectories, turned or not
-    assert torch.equal(turned.action, plain.action)
-    assert not torch.allclose(turned.obs["features"], plain.obs["features"])
-    assert torch.allclose(turned.obs["features"].norm(dim=-1), plain.obs["features"].norm(dim=-1),
-                          atol=1e-5)
+    plain = first[2]  # same seed: the same sub-trajectories, turned or not
+    for k, (got, want_turned) in enumerate(((first[0][0], True), (first[0][1], False),
+                                            (first[1][0], False), (first[1][1], True))):
+        ref = plain[k % 2]
+        assert torch.equal(got.action, ref.action)
+        assert torch.equal(got.obs["features"], ref.obs["features"]) != want_turned, k
+        assert torch.allclose(got.obs["features"].norm(dim=-1), ref.obs["features"].norm(dim=-1),
+                              atol=1e-5)

@@ -67,6 +67,7 @@ class OnlineLearner:
         task, joint_names, action_low, action_high: the bundle's interface (manifest).
         out_dir: versioned bundles go to ``out_dir/v0001``, ``v0002``, ...
         symmetry: turn expert batches as training did (``wmil train --demo-symmetry``).
+        behaviour_symmetry: turn behaviour batches as training did (``--behaviour-symmetry``).
         recent_fraction, recent_episodes: behaviour batches as training drew them
             (:class:`wmil_core.train.TrainConfig`).
     """
@@ -75,7 +76,8 @@ class OnlineLearner:
                  action_low: np.ndarray, action_high: np.ndarray, out_dir: str | Path,
                  export_every: int = 500, buffer_size: int = 100_000, seed: int = 0,
                  symmetry: PlanarRotation | None = None, recent_fraction: float = 0.0,
-                 recent_episodes: int = 10) -> None:
+                 recent_episodes: int = 10,
+                 behaviour_symmetry: PlanarRotation | None = None) -> None:
         if export_every < 1:
             raise ValueError(f"export_every: must be >= 1, got {export_every}")
         self.agent = agent
@@ -94,6 +96,7 @@ class OnlineLearner:
         self.export_every = export_every
         self.rng = np.random.default_rng(seed)
         self.symmetry = symmetry
+        self.behaviour_symmetry = behaviour_symmetry
         self.recent = (recent_fraction, recent_episodes)
         self.lock = threading.Lock()  # buffers
         self.pending = 0  # transitions received and not yet trained on
@@ -130,6 +133,8 @@ class OnlineLearner:
                 beh = self.behaviour.sample(b, self.rng, self.agent.device, *self.recent)
             if self.symmetry is not None:  # tensor work: outside the buffers' lock
                 e = self.symmetry.augment(e, self.rng)
+            if self.behaviour_symmetry is not None:
+                beh = self.behaviour_symmetry.augment(beh, self.rng)
             self.agent.update(e, beh)
             self.updates += 1
             if self.updates % self.export_every == 0:

@@ -127,8 +127,9 @@ class Trainer:
         demo_rows = sum(len(e) + 1 for e in self.demos.episodes)
         self.expert = EpisodeBuffer(spec, a_dim, demo_rows, h)
         self.expert.add_dataset(self.demos)
-        self.symmetry = (symmetry_of(self.env) if cfg.demo_symmetry or cfg.behaviour_symmetry
-                         else None)
+        sym = symmetry_of(self.env) if cfg.demo_symmetry or cfg.behaviour_symmetry else None
+        self.symmetry = sym if cfg.demo_symmetry else None  # turns expert batches
+        self.behaviour_symmetry = sym if cfg.behaviour_symmetry else None  # behaviour batches
         self.behaviour = EpisodeBuffer(spec, a_dim, cfg.buffer_size, h)
         rets = [e.ret for e in self.demos.episodes if e.rewards is not None]
         self.expert_return = float(np.mean(rets)) if rets else float("nan")
@@ -143,8 +144,7 @@ class Trainer:
     def _expert_batch(self) -> Batch:
         """Sub-trajectories of the demos, each turned by a random symmetry when asked."""
         batch = self.expert.sample(self.agent_cfg.batch_size, self.rng, self.device)
-        turn = self.symmetry is not None and self.cfg.demo_symmetry
-        return self.symmetry.augment(batch, self.rng) if turn else batch
+        return self.symmetry.augment(batch, self.rng) if self.symmetry else batch
 
     def _behaviour_batch(self) -> Batch:
         """Sub-trajectories of the behaviour buffer (``recent_fraction`` of them from the
@@ -152,8 +152,8 @@ class Trainer:
         cfg = self.cfg
         batch = self.behaviour.sample(self.agent_cfg.batch_size, self.rng, self.device,
                                       cfg.recent_fraction, cfg.recent_episodes)
-        turn = self.symmetry is not None and cfg.behaviour_symmetry
-        return self.symmetry.augment(batch, self.rng) if turn else batch
+        turn = self.behaviour_symmetry
+        return turn.augment(batch, self.rng) if turn else batch
 
     # -- run directory --------------------------------------------------------------------------
     @property
