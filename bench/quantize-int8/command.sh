@@ -27,3 +27,9 @@ wmil bench planner "$D/runs/base-s0" --run "$R" --threads 1 --repeats 200 \
     --also "$D/runs/base-s0-int8" --out "$D/planner-64x2-1thread.json"
 wmil bench value-graph "$D/runs/base-s0" "$D/runs/base-s0-int8" --samples 512 --threads 1 \
     --profile 30 --out "$D/value-graph-512-1thread.json"
+# two more repeats of the two-thread run (session 14, later the same hour, machine idle)
+for k in b c; do
+    wmil bench planner "$D/runs/base-s0" --run "$R" --samples 512 --iterations 6 --horizon 3 \
+        --threads 2 --shards 2 --also "$D/runs/base-s0-int8" \
+        --out "$D/planner-512x6-2threads-2shards-$k.json"
+done

@@ -56,5 +56,10 @@ branch 0 qwd1 '{}' '{"q_weight_decay": 1.0}' 40000
 branch 0 bsym '{"behaviour_symmetry": true}' '{}' 40000 &
 branch 1 bsym '{"behaviour_symmetry": true}' '{}' 40000 &
 wait
+# (bench/quantize-int8's two-thread planner repeats ran here, on the idle machine), then to 60k
+# (the log of this segment overwrites the 20k-40k one; metrics.csv keeps every evaluation)
+branch 0 bsym '{"behaviour_symmetry": true}' '{}' 60000 &
+branch 1 bsym '{"behaviour_symmetry": true}' '{}' 60000 &
+wait
 # curves.json from the runs
 python "$D/summarize.py" "$D"
