@@ -334,6 +334,11 @@ def test_cli_export_and_bench_planner(tiny_run, tmp_path, capsys, monkeypatch):
     assert all(a["runtime"]["n"] == 3 and a["speedup_vs_runtime_p50"] > 0 for a in r["also"])
     assert r["also"][0]["max_action_diff"] <= TOLERANCE
     assert 0 < r["also"][1]["max_action_diff"] < 0.5
+    # each runtime's rate against the peak of its own arithmetic
+    peak = r["peak_gflops"]
+    assert r["runtime_fraction_of_peak"] == pytest.approx(r["runtime_gflops"] / peak["onnxruntime"])
+    for a, key in zip(r["also"], ("onnxruntime", "onnxruntime_int8")):
+        assert a["runtime_fraction_of_peak"] == pytest.approx(a["runtime_gflops"] / peak[key])
     assert "also models/tiny-int8 (int8)" in capsys.readouterr().out
     args = p.parse_args(["bench", "planner", "models/tiny", "--threads", "1", "--shards", "2"])
     with pytest.raises(ValueError, match="shards: must be >= 1 and divide --threads"):
@@ -367,4 +372,4 @@ def test_matmul_peak_times_numpy_on_the_runtimes_thread_count(monkeypatch):
     monkeypatch.setattr(threadpoolctl, "threadpool_limits", spy)
     peak = matmul_peak(1, size=64, repeats=1)
     assert limits == [(1, "blas")]
-    assert peak["numpy"] > 0 and peak["onnxruntime"] > 0
+    assert peak["numpy"] > 0 and peak["onnxruntime"] > 0 and peak["onnxruntime_int8"] > 0

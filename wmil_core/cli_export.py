@@ -75,24 +75,30 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
 # -- wmil bench planner ------------------------------------------------------------------------
 def matmul_peak(threads: int, size: int = 1024, repeats: int = 5) -> dict[str, float]:
-    """Measured float32 matrix-multiply GFLOP/s of onnxruntime and of numpy's BLAS, both on
-    ``threads`` threads (0: each library's default)."""
+    """Measured matrix-multiply rate (GFLOP/s, 2 size^3 per product) on ``threads`` threads (0:
+    each library's default): onnxruntime's float32 MatMul (``onnxruntime``), numpy's BLAS
+    (``numpy``), and onnxruntime's int8 product as int8 bundles run it, float in and out with
+    the input quantised per call (``onnxruntime_int8``, DynamicQuantizeMatMul)."""
     import onnx
     import onnxruntime as ort
-    from onnx import TensorProto, helper
+    from onnx import TensorProto, helper, numpy_helper
 
+    rng = np.random.default_rng(0)
     x_info = helper.make_tensor_value_info("x", TensorProto.FLOAT, [size, size])
     y_info = helper.make_tensor_value_info("y", TensorProto.FLOAT, [size, size])
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "x"], ["y"])], "peak",
-                              [x_info], [y_info])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    onnx.checker.check_model(model)
+    int8_weights = [numpy_helper.from_array(rng.integers(-127, 128, (size, size), np.int8), "w"),
+                    numpy_helper.from_array(np.array(0.01, np.float32), "scale"),
+                    numpy_helper.from_array(np.array(0, np.int8), "zero")]
+    graphs = {
+        "onnxruntime": ([helper.make_node("MatMul", ["x", "x"], ["y"])], []),
+        "onnxruntime_int8": ([helper.make_node("DynamicQuantizeMatMul",
+                                               ["x", "w", "scale", "zero"], ["y"],
+                                               domain="com.microsoft")], int8_weights),
+    }
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = threads
-    sess = ort.InferenceSession(model.SerializeToString(), opts,
-                                providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(0).standard_normal((size, size), dtype=np.float32)
+    x = rng.standard_normal((size, size), dtype=np.float32)
     flops = 2.0 * size**3
 
     def best(fn: Any) -> float:
@@ -104,11 +110,23 @@ def matmul_peak(threads: int, size: int = 1024, repeats: int = 5) -> dict[str, f
             times.append(time.perf_counter() - t)
         return flops / min(times) / 1e9
 
+    out: dict[str, float] = {}
+    for name, (nodes, inits) in graphs.items():
+        graph = helper.make_graph(nodes, "peak", [x_info], [y_info], inits)
+        model = helper.make_model(graph, ir_version=8, opset_imports=[
+            helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+        onnx.checker.check_model(model)
+        sess = ort.InferenceSession(model.SerializeToString(), opts,
+                                    providers=["CPUExecutionProvider"])
+        out[name] = best(lambda sess=sess: sess.run(None, {"x": x}))
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=threads or None, user_api="blas"):
-        numpy_peak = best(lambda: x @ x)  # BLAS on the same threads as onnxruntime
-    return {"onnxruntime": best(lambda: sess.run(None, {"x": x})), "numpy": numpy_peak}
+        out["numpy"] = best(lambda: x @ x)  # BLAS on the same threads as onnxruntime
+    return out
+
+
+PEAK_OF = {"float32": "onnxruntime", "int8": "onnxruntime_int8"}  # precision -> peak key
 
 
 def _torch_agent(bundle: Any, source: str | Path) -> Any:
@@ -247,6 +265,12 @@ def bench_planner(model_dir: str | Path, run: str | Path | None = None,
             eager_diffs.append(float(np.abs(eager.action - res.action).max()))
     shapes = {k: v.shape for k, v in bundle.obs_spec.items()}
     torch_flops = planner_flops(bundle.manifest["model"], shapes, a_dim, rcfg)
+
+    def flops_of(p: Any) -> float:  # a runtime planner's FLOPs per plan
+        shared = p.value_graph == "fused" and p.bundle.value_start == "shared"
+        return planner_flops(bundle.manifest["model"], shapes, a_dim, rcfg,
+                             shared_start=shared)["total"]
+
     shared = planner.value_graph == "fused" and bundle.value_start == "shared"
     flops = planner_flops(bundle.manifest["model"], shapes, a_dim, rcfg, shared_start=shared)
     peak = matmul_peak(threads)
@@ -288,7 +312,7 @@ def bench_planner(model_dir: str | Path, run: str | Path | None = None,
         "runtime_gflops": r_gflops,
         "torch_gflops": torch_flops["total"] / (tp["p50_ms"] / 1000) / 1e9,
         "peak_gflops": peak,
-        "runtime_fraction_of_peak": r_gflops / peak["onnxruntime"],
+        "runtime_fraction_of_peak": r_gflops / peak[PEAK_OF[bundle.precision]],
         "precision": bundle.precision,
         "also": [{
             "bundle": str(Path(p)), "precision": o.bundle.precision,
@@ -297,7 +321,12 @@ def bench_planner(model_dir: str | Path, run: str | Path | None = None,
             "speedup_vs_eager_p50": ep["p50_ms"] / st["p50_ms"],
             "speedup_vs_runtime_p50": rp["p50_ms"] / st["p50_ms"],
             "max_action_diff": max(d), "median_action_diff": float(np.median(d)),
-        } for p, o, st, d in zip(also or [], others, map(latency_stats, o_ms), o_diffs)],
+            "runtime_gflops": f / (st["p50_ms"] / 1000) / 1e9,
+            # against the peak of its own arithmetic (int8 products for an int8 bundle)
+            "runtime_fraction_of_peak": (f / (st["p50_ms"] / 1000) / 1e9
+                                         / peak[PEAK_OF[o.bundle.precision]]),
+        } for p, o, st, d, f in zip(also or [], others, map(latency_stats, o_ms), o_diffs,
+                                    map(flops_of, others))],
     }
     if out:
         atomic_write(out, json.dumps(result, indent=2))
@@ -330,13 +359,17 @@ def cmd_bench_planner(args: argparse.Namespace) -> int:
     print(f"  {r['torch_flops_per_plan']['total'] / 1e6:.1f} MFLOP per torch plan, "
           f"{r['flops_per_plan']['total'] / 1e6:.1f} per runtime plan: runtime "
           f"{r['runtime_gflops']:.2f} GFLOP/s = {100 * r['runtime_fraction_of_peak']:.1f}% of the "
-          f"measured MatMul peak {r['peak_gflops']['onnxruntime']:.1f} GFLOP/s")
+          f"measured MatMul peak {r['peak_gflops'][PEAK_OF[r['precision']]]:.1f} GFLOP/s"
+          f" ({r['precision']}; float32 {r['peak_gflops']['onnxruntime']:.1f}, int8 "
+          f"{r['peak_gflops']['onnxruntime_int8']:.1f})")
     for o in r["also"]:
         print(f"  also {o['bundle']} ({o['precision']}): p50 {o['runtime']['p50_ms']:.2f} ms  "
               f"p99 {o['runtime']['p99_ms']:.2f} ms, {o['speedup_p50']:.2f}x torch, "
               f"{o['speedup_vs_eager_p50']:.2f}x torch on eager ops, "
               f"{o['speedup_vs_runtime_p50']:.2f}x the runtime above (action difference from "
-              f"torch: largest {o['max_action_diff']:.1e}, median {o['median_action_diff']:.1e})")
+              f"torch: largest {o['max_action_diff']:.1e}, median {o['median_action_diff']:.1e})"
+              f"; {o['runtime_gflops']:.1f} GFLOP/s = {100 * o['runtime_fraction_of_peak']:.1f}%"
+              f" of the {o['precision']} MatMul peak")
     print(f"wrote {out}")
     return 0
 
