@@ -33,3 +33,6 @@ for k in b c; do
         --threads 2 --shards 2 --also "$D/runs/base-s0-int8" \
         --out "$D/planner-512x6-2threads-2shards-$k.json"
 done
+# one-thread repeat, with the int8 product peak measured too (bench planner since session 14)
+wmil bench planner "$D/runs/base-s0" --run "$R" --samples 512 --iterations 6 --horizon 3 \
+    --threads 1 --also "$D/runs/base-s0-int8" --out "$D/planner-512x6-1thread-b.json"

@@ -61,5 +61,11 @@ wait
 branch 0 bsym '{"behaviour_symmetry": true}' '{}' 60000 &
 branch 1 bsym '{"behaviour_symmetry": true}' '{}' 60000 &
 wait
+# the decoded-reward probe of both at 60k, on the ten evaluation targets
+for s in 0 1; do
+    wmil bench reward-corr "$D/runs/bsym-s$s" --episodes 10 --seed 10000 --noise "" --threads 1 \
+        --out "$D/reward-corr-bsym-s$s-seed10000.json" &
+done
+wait
 # curves.json from the runs
 python "$D/summarize.py" "$D"
