@@ -67,5 +67,7 @@ for s in 0 1; do
         --out "$D/reward-corr-bsym-s$s-seed10000.json" &
 done
 wait
+# what the 60k critics make of the demonstrations (session 14)
+python "$D/critic_probe.py" "$D"/runs/{plain,bsym,recent}-s{0,1} > "$D/critic-probe.json"
 # curves.json from the runs
 python "$D/summarize.py" "$D"
