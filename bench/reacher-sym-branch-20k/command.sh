@@ -67,6 +67,13 @@ for s in 0 1; do
         --out "$D/reward-corr-bsym-s$s-seed10000.json" &
 done
 wait
+# behaviour_symmetry from scratch, seed 2 (s12's seed 2 without it: 0.14, 0.17, 0.21, 0.44,
+# 0.82, 0.81, 0.81 at 0-60k, bench/imitation-100k-reacher-sym-s12/progress.md)
+sed -e "s/^seed: SEED$/seed: 2/" -e "s/^steps: 20000$/steps: 60000/" "$D/base.yaml" \
+    > "$D/runs/bsym-scratch-s2.yaml"
+echo "behaviour_symmetry: true" >> "$D/runs/bsym-scratch-s2.yaml"
+wmil train --config "$D/runs/bsym-scratch-s2.yaml" --out "$D/runs/bsym-scratch-s2" \
+    > "$D/runs/bsym-scratch-s2.log" 2>&1
 # what the 60k critics make of the demonstrations (session 14)
 python "$D/critic_probe.py" "$D"/runs/{plain,bsym,recent}-s{0,1} > "$D/critic-probe.json"
 # curves.json from the runs
