@@ -143,3 +143,15 @@ def test_wmil_quantize_command_writes_beside_the_source(bundles, tmp_path, capsy
     printed = capsys.readouterr().out
     assert "value.onnx" in printed and str(dst) in printed
     assert load_bundle(dst).precision == "int8"
+
+
+def test_per_channel_scales_are_recorded_and_stay_close(bundles, tmp_path):
+    src, out = bundles
+    pc = quantize_bundle(src, tmp_path / "pc", per_channel=True, batch_check=16)
+    q, q_tensor = (load_bundle(p).manifest["quantization"] for p in (pc, out))
+    assert q["per_channel"] is True and q_tensor["per_channel"] is False
+    assert "per output channel" in q["method"] and q["graphs"] == q_tensor["graphs"]
+    # other weights: other graphs, not byte copies of the per-tensor ones
+    assert (pc / "value.onnx").read_bytes() != (out / "value.onnx").read_bytes()
+    for graph, diffs in q["check"]["max_diff"].items():
+        assert 0 < max(diffs.values()) < 0.2, (graph, diffs)
