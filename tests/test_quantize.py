@@ -143,6 +143,14 @@ def test_wmil_quantize_command_writes_beside_the_source(bundles, tmp_path, capsy
     printed = capsys.readouterr().out
     assert "value.onnx" in printed and str(dst) in printed
     assert load_bundle(dst).precision == "int8"
+    # no --out: beside the source, named after it (also when given its manifest)
+    copy = tmp_path / "float"
+    copy.mkdir()
+    for f in src.iterdir():
+        (copy / f.name).write_bytes(f.read_bytes())
+    args = parser.parse_args(["quantize", str(copy / "manifest.json"), "--batch-check", "4"])
+    assert args.func(args) == 0
+    assert load_bundle(tmp_path / "float-int8").precision == "int8"
 
 
 def test_per_channel_scales_are_recorded_and_stay_close(bundles, tmp_path):

@@ -60,6 +60,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from wmil_core.quantize import quantize_bundle
 
     src = Path(args.model)
+    src = src.parent if src.name == "manifest.json" else src  # the bundle, either way
     out = Path(args.out) if args.out else src.parent / f"{src.resolve().name}-int8"
     path = quantize_bundle(src, out, per_channel=args.per_channel,
                            batch_check=args.batch_check, overwrite=args.overwrite)
