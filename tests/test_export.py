@@ -346,14 +346,14 @@ def test_cli_export_and_bench_planner(tiny_run, tmp_path, capsys, monkeypatch):
 
 
 def test_check_measure_is_absolute_below_one_and_relative_above():
-    from wmil_core.export import _scaled_diff
+    from wmil_core.runtime.bundle import scaled_diff
 
     ref = np.array([400.0, -3.0], dtype=np.float32)
-    assert _scaled_diff(ref + np.float32(2e-4), ref) <= TOLERANCE  # float32 noise at 400
-    assert _scaled_diff(ref + np.float32(0.05), ref) > TOLERANCE  # a real error at 400
+    assert scaled_diff(ref + np.float32(2e-4), ref) <= TOLERANCE  # float32 noise at 400
+    assert scaled_diff(ref + np.float32(0.05), ref) > TOLERANCE  # a real error at 400
     small = np.array([0.5, -0.25], dtype=np.float32)
-    assert _scaled_diff(small + np.float32(2e-4), small) > TOLERANCE  # absolute below 1
-    assert _scaled_diff(np.zeros(3), np.zeros(2)) == float("inf")  # shape mismatch
+    assert scaled_diff(small + np.float32(2e-4), small) > TOLERANCE  # absolute below 1
+    assert scaled_diff(np.zeros(3), np.zeros(2)) == float("inf")  # shape mismatch
 
 
 def test_matmul_peak_times_numpy_on_the_runtimes_thread_count(monkeypatch):

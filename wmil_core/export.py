@@ -48,12 +48,14 @@ from wmil_core.runtime.bundle import (
     GRAPH_IO,
     VALUE_HEADS,
     VALUE_STARTS,
+    max_abs_diff,
+    scaled_diff,
     seal_bundle,
 )
 from wmil_core.world_model import WorldModel
 
 OPSET = 17
-TOLERANCE = 1e-4  # largest difference allowed between ONNX and torch (see _scaled_diff)
+TOLERANCE = 1e-4  # largest difference allowed between ONNX and torch (scaled_diff)
 META_KEYS = {"name", "task", "obs_mode", "joint_names", "action_low", "action_high",
              "training", "source"}
 
@@ -269,9 +271,9 @@ def compare_pi(got: list[np.ndarray], ref: tuple[Tensor, ...]) -> float:
     """Largest difference of pi's outputs (action, log pi, tanh(mean)) from torch's."""
     action, log_pi, mean_action = got
     ref_action, ref_log_pi, ref_mean = ref
-    return max(_max_abs_diff(action, ref_action.numpy()),
-               _max_abs_diff(mean_action, ref_mean.numpy()),
-               _max_abs_diff(log_pi, ref_log_pi.numpy()))
+    return max(max_abs_diff(action, ref_action.numpy()),
+               max_abs_diff(mean_action, ref_mean.numpy()),
+               max_abs_diff(log_pi, ref_log_pi.numpy()))
 
 
 def graph_specs(model: WorldModel, reference: WorldModel,
@@ -383,27 +385,11 @@ def _restore_unread_inputs(model: onnx.ModelProto, spec: GraphSpec,
         model.graph.input.insert(pos, onnx.helper.make_tensor_value_info(name, elem, shape))
 
 
-def _max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
-    if a.shape != b.shape:
-        return float("inf")
-    both_nan = np.isnan(a) & np.isnan(b)
-    d = np.abs(a.astype(np.float64) - b.astype(np.float64))
-    d[both_nan] = 0.0
-    return float(d.max()) if d.size else 0.0
-
-
-def _scaled_diff(got: np.ndarray, ref: np.ndarray) -> float:
-    """max |got - ref| / max(1, max |ref|): the absolute difference for outputs within [-1, 1],
-    relative above. A trained critic's values reach the hundreds, where float32 itself
-    resolves only ~3e-5 and two correct implementations differ by a few 1e-4."""
-    scale = max(1.0, float(np.abs(ref.astype(np.float64)).max())) if ref.size else 1.0
-    return _max_abs_diff(got, ref) / scale
-
-
 def check_graph(spec: GraphSpec, path: Path, batches: tuple[int, ...],
                 seed: int = 0) -> dict[str, float]:
     """Difference between the ONNX graph and torch per batch size: the largest absolute
-    difference, divided by the output's magnitude where that exceeds 1 (:func:`_scaled_diff`).
+    difference, divided by the output's magnitude where that exceeds 1
+    (:func:`wmil_core.runtime.bundle.scaled_diff`).
 
     ``raw:<batch>`` entries hold the plain largest absolute difference of every output
     (information only).
@@ -424,8 +410,8 @@ def check_graph(spec: GraphSpec, path: Path, batches: tuple[int, ...],
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ValueError(f"export check failed: {path.name} does not run at batch {b} "
                              f"({msg})") from None
-        raw = max(_max_abs_diff(g, r.numpy()) for g, r in zip(got, ref))
-        out[str(b)] = (max(_scaled_diff(g, r.numpy()) for g, r in zip(got, ref))
+        raw = max(max_abs_diff(g, r.numpy()) for g, r in zip(got, ref))
+        out[str(b)] = (max(scaled_diff(g, r.numpy()) for g, r in zip(got, ref))
                        if spec.compare is None else spec.compare(got, ref))
         out[f"raw:{b}"] = raw
     return out

@@ -18,8 +18,8 @@ Does not import torch.
 
 from __future__ import annotations
 
+import copy
 import datetime
-import json
 import logging
 import shutil
 import tempfile
@@ -31,7 +31,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from wmil_core.config import atomic_write, staging_dir
-from wmil_core.runtime.bundle import load_bundle, seal_bundle
+from wmil_core.runtime.bundle import load_bundle, scaled_diff, seal_bundle
 
 QUANTIZED_GRAPHS = ("dynamics", "q", "pi", "value")
 
@@ -155,11 +155,7 @@ def compare_graphs(float_graph: bytes, int8_graph: bytes, latent: int, group: in
     for b in batches:
         feeds = _inputs(model, b, latent, group, num_q, np.random.default_rng(seed + b))
         ref, got = (s.run(None, feeds) for s in sessions)
-        worst = 0.0
-        for r, q in zip(ref, got):
-            scale = max(1.0, float(np.abs(r).max())) if r.size else 1.0
-            worst = max(worst, float(np.abs(q.astype(np.float64) - r).max()) / scale)
-        out[str(b)] = worst
+        out[str(b)] = max(scaled_diff(g, r) for g, r in zip(got, ref))
     return out
 
 
@@ -177,9 +173,9 @@ def quantize_bundle(src: str | Path, out_dir: str | Path, per_channel: bool = Fa
 
     bundle = load_bundle(src)
     out_dir = Path(out_dir)
-    m: dict[str, Any] = json.loads(json.dumps(bundle.manifest))
-    if m.get("precision", "float32") != "float32":
-        raise ValueError(f"{bundle.path}: precision is {m.get('precision')!r}, "
+    m: dict[str, Any] = copy.deepcopy(bundle.manifest)
+    if bundle.precision != "float32":
+        raise ValueError(f"{bundle.path}: precision is {bundle.precision!r}, "
                          "only float32 bundles can be quantised")
     if batch_check < 2:
         raise ValueError(f"batch_check: must be >= 2, got {batch_check}")

@@ -56,6 +56,24 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest |a - b| in float64 (inf for different shapes; NaN in both places counts 0)."""
+    if a.shape != b.shape:
+        return float("inf")
+    both_nan = np.isnan(a) & np.isnan(b)
+    d = np.abs(a.astype(np.float64) - b.astype(np.float64))
+    d[both_nan] = 0.0
+    return float(d.max()) if d.size else 0.0
+
+
+def scaled_diff(got: np.ndarray, ref: np.ndarray) -> float:
+    """max |got - ref| / max(1, max |ref|): the absolute difference for outputs within [-1, 1],
+    relative above. A trained critic's values reach the hundreds, where float32 itself
+    resolves only ~3e-5 and two correct implementations differ by a few 1e-4."""
+    scale = max(1.0, float(np.abs(ref.astype(np.float64)).max())) if ref.size else 1.0
+    return max_abs_diff(got, ref) / scale
+
+
 @dataclasses.dataclass(frozen=True)
 class ObsKey:
     """One observation key of the spec: its shape (without batch axis) and dtype."""
