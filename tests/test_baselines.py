@@ -60,7 +60,7 @@ def test_registry_and_the_shared_loss():
         make_agent("iql-sac", "cpu", {"value_term": "x"}, {"joints": (4,)}, 2, 500)
 
 
-@pytest.mark.parametrize("value_term", ["v0", "td"])
+@pytest.mark.parametrize("value_term", ["v0", "td", "mix", "expert"])
 def test_iql_sac_learns_the_expert_reward_and_moves_towards_its_actions(demos, value_term):
     agent, buf = setup(demos, "iql-sac", value_term=value_term)
     rng = np.random.default_rng(0)

@@ -123,3 +123,52 @@ def test_iq_loss_batches_heads_and_steps_like_a_loop():
             for t in range(2):
                 one, _ = iq_loss(q[i, t], v[t], v_next[t], is_expert, 0.9, 0.5, term, v0)
                 assert torch.allclose(batched[i, t], one)
+
+
+@pytest.mark.parametrize("value_term,rows", [("mix", [0, 1, 2, 3]), ("expert", [0, 1])])
+def test_iq_loss_value_forms_over_every_row_or_the_expert_rows(value_term, rows):
+    q, v_next = col(1, 2, 3, 4), col(1, 1, 1, 1)
+    v = col(5, 7, 2, 3)
+    is_expert = torch.tensor([True, True, False, False])
+    loss, parts = iq_loss(q, v, v_next, is_expert, gamma=0.5, alpha=0.5, value_term=value_term)
+    want = sum(v[i].item() - 0.5 for i in rows) / len(rows)  # mean of V - gamma V'
+    assert parts["value_loss"].item() == pytest.approx(want)
+    assert loss.item() == pytest.approx(-1.0 + want + 2.625)
+
+
+@pytest.mark.parametrize("value_term", ["mix", "expert"])
+def test_iq_loss_expert_value_rows_contrast_expert_and_policy_actions(value_term):
+    # at expert states, Q(z_E, a_E) (q) is raised and V(z_E) = Q(z_E, pi) (v) is lowered:
+    # the critic's optimum there is pulled towards the expert's action. td and v0 leave
+    # V at expert states (other than starts) alone.
+    q = torch.zeros(4, 1, requires_grad=True)
+    v = torch.zeros(4, 1, requires_grad=True)
+    is_expert = torch.tensor([True, True, False, False])
+    loss, _ = iq_loss(q, v, torch.zeros(4, 1), is_expert, gamma=0.9, alpha=0.5,
+                      value_term=value_term)
+    loss.backward()
+    assert (q.grad[:2] < 0).all() and (v.grad[:2] > 0).all()
+    td_loss, _ = iq_loss(q, v, torch.zeros(4, 1), is_expert, 0.9, 0.5, "td")
+    v.grad = None
+    td_loss.backward()
+    assert (v.grad[:2] == 0).all()
+
+
+def test_iq_loss_unknown_value_term():
+    q = col(1, 2)
+    with pytest.raises(ValueError, match="value_term must be one of"):
+        iq_loss(q, q, q, torch.tensor([True, False]), 0.9, 0.5, "bogus")
+
+
+def test_offline_value_term_keeps_a_forms_expert_rows():
+    from wmil_core.losses import offline_value_term
+    assert offline_value_term("mix") == offline_value_term("expert") == "expert"
+    assert offline_value_term("td") == offline_value_term("v0") == "v0"
+
+
+def test_iq_loss_v0_coef_replaces_one_minus_gamma():
+    q, v_next = col(1, 2, 3, 4), col(1, 1, 1, 1)
+    is_expert = torch.tensor([True, True, False, False])
+    _, parts = iq_loss(q, torch.zeros(4, 1), v_next, is_expert, gamma=0.5, alpha=0.5,
+                       value_term="v0", v0=col(2, 4), v0_coef=0.25)
+    assert parts["value_loss"].item() == pytest.approx(0.25 * 3.0)

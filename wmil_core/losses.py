@@ -36,6 +36,17 @@ def decoded_reward(q: Tensor, v_next: Tensor, gamma: float,
     return q - gamma * v_next
 
 
+#: value terms of :func:`iq_loss`; those in VALUE_ROWS average V(z) - gamma V(z') over rows
+VALUE_TERMS = ("v0", "td", "mix", "expert")
+VALUE_ROWS = ("td", "mix", "expert")
+
+
+def offline_value_term(value_term: str) -> str:
+    """The value term on expert batches alone (offline pre-training): a form's expert rows
+    where it has them (mix, expert: "expert"), else v0 (td reads behaviour rows only)."""
+    return "expert" if value_term in ("mix", "expert") else "v0"
+
+
 def iq_loss(
     q: Tensor,
     v: Tensor,
@@ -43,17 +54,26 @@ def iq_loss(
     is_expert: Tensor,
     gamma: float,
     alpha: float,
-    value_term: Literal["v0", "td"] = "v0",
+    value_term: Literal["v0", "td", "mix", "expert"] = "v0",
     v0: Tensor | None = None,
     done: Tensor | None = None,
+    v0_coef: float | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Inverse soft-Q loss with the chi-squared regulariser (IQ-Learn).
 
     loss = -mean_expert(Q - gamma V') + value term + 1/(4 alpha) mean_all((Q - gamma V')^2)
 
     The value term is ``(1 - gamma) mean(V(z0))`` over expert latents ``v0`` at the start of
-    the sampled expert sub-trajectories (``value_term="v0"``, the paper code's default), or
-    ``mean_behaviour(V(z) - gamma V(z'))`` (``"td"``). V' comes from the target heads.
+    the sampled expert sub-trajectories (``value_term="v0"``, the paper code's default; a
+    ``v0_coef`` other than None replaces 1 - gamma), or
+    ``mean(V(z) - gamma V(z'))`` over the behaviour rows (``"td"``, the paper code's other
+    form), over every row (``"mix"``, IQ-Learn's online "value" form) or over the expert rows
+    (``"expert"``, IQ-Learn's "value_expert"). V' comes from the target heads. With the expert
+    rows in it the value term lowers V(z_E) = Q(z_E, pi) - beta log pi where the soft-Q term
+    raises Q(z_E, a_E), pulling the critic's optimum at expert states towards the expert's
+    action. With V' from the target heads the row forms push every V(z) they read down by
+    a constant gradient (IQ-Learn differentiates V(z') too, and the sum telescopes to a
+    1 - gamma weight); on reacher td and mix drove the behaviour Q down (README).
 
     q, v_next: (..., B, 1), e.g. (num_q, H, B, 1) for every head and step at once; v: same
     batch shape (broadcast); is_expert: (B,) bool. Returns the loss reduced over the batch
@@ -68,16 +88,17 @@ def iq_loss(
     if value_term == "v0":
         if v0 is None:
             raise ValueError("value_term 'v0' needs v0, the values of expert initial latents")
-        value = ((1.0 - gamma) * v0.mean()).expand_as(softq)
-    elif value_term == "td":
-        w_beh = 1.0 - w_exp
-        if w_beh.sum() == 0:
-            raise ValueError("value_term 'td' needs behaviour samples in the batch")
+        coef = 1.0 - gamma if v0_coef is None else v0_coef
+        value = (coef * v0.mean()).expand_as(softq)
+    elif value_term in VALUE_ROWS:
+        w_val = {"td": 1.0 - w_exp, "mix": torch.ones_like(w_exp), "expert": w_exp}[value_term]
+        if w_val.sum() == 0:
+            raise ValueError(f"value_term {value_term!r} needs behaviour samples in the batch")
         y = gamma * (v_next if done is None else v_next * (1.0 - done))
-        value = ((v - y) * w_beh).sum(dim=(-2, -1)) / w_beh.sum()
+        value = ((v - y) * w_val).sum(dim=(-2, -1)) / w_val.sum()
         value = value.expand_as(softq)
     else:
-        raise ValueError(f"value_term must be 'v0' or 'td', got {value_term!r}")
+        raise ValueError(f"value_term must be one of {VALUE_TERMS}, got {value_term!r}")
     chi2 = r.pow(2).mean(dim=(-2, -1)) / (4.0 * alpha)
     loss = softq + value + chi2
     return loss, {"softq_loss": softq.detach().mean(), "value_loss": value.detach().mean(),

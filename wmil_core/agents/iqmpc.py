@@ -14,10 +14,13 @@ from torch import Tensor
 
 from wmil_core.buffer import Batch
 from wmil_core.losses import (
+    VALUE_TERMS,
     bc_loss,
     consistency_loss,
+    decoded_reward,
     gradient_penalty,
     iq_loss,
+    offline_value_term,
     policy_loss,
     rho_weights,
 )
@@ -49,7 +52,17 @@ class IQMPCConfig:
     alpha: float = 0.5  # chi-squared regulariser: 1/(4 alpha) (Q - gamma V')^2
     beta: float = 1e-4  # entropy coefficient of the soft value and the policy prior
     gamma: float | None = None  # discount; None: from the episode length (TD-MPC2 heuristic)
-    value_term: Literal["v0", "td"] = "v0"
+    # value term of the inverse soft-Q loss (losses.iq_loss): v0 | td | mix | expert
+    value_term: Literal["v0", "td", "mix", "expert"] = "v0"
+    # weight of mean V(z0) in the v0 value term (None: 1 - gamma, as IQ-Learn; other value
+    # terms ignore it); larger values lower Q at the prior's actions in expert states harder;
+    # beyond the paper
+    v0_coef: float | None = None
+    # std (action units) of perturbed copies of the expert's actions at the expert rows'
+    # latents, rolled one step through d and held to a decoded reward of 0 by a second
+    # chi-squared term on the Q heads alone: negatives that make Q peak at the expert's action
+    # where the expert was (0: off); beyond the paper
+    negative_action_std: float = 0.0
     grad_pen: float = 0.0  # lambda of the W1 gradient penalty (0: off, as the paper's code)
     # weight of a behaviour-cloning term -log pi(a_E|z_E) on the expert rows in the policy
     # prior's loss (the paper's code has it as reg_coef, default 0: off)
@@ -73,12 +86,17 @@ class IQMPCConfig:
             raise ValueError(f"tau: must be in (0, 1], got {self.tau}")
         if not 0 < self.rho <= 1:
             raise ValueError(f"rho: must be in (0, 1], got {self.rho}")
-        if min(self.beta, self.grad_pen, self.pi_bc_coef, self.q_weight_decay) < 0:
-            raise ValueError("beta, grad_pen, pi_bc_coef and q_weight_decay: must be >= 0")
+        if min(self.beta, self.grad_pen, self.pi_bc_coef, self.q_weight_decay,
+               self.negative_action_std) < 0:
+            raise ValueError("beta, grad_pen, pi_bc_coef, q_weight_decay and "
+                             "negative_action_std: must be >= 0")
         if self.gamma is not None and not 0 < self.gamma < 1:
             raise ValueError(f"gamma: must be in (0, 1), got {self.gamma}")
-        if self.value_term not in ("v0", "td"):
-            raise ValueError(f"value_term: must be v0 or td, got {self.value_term!r}")
+        if self.v0_coef is not None and not 0 <= self.v0_coef < 1:
+            raise ValueError(f"v0_coef: must be in [0, 1) or null, got {self.v0_coef}")
+        if self.value_term not in VALUE_TERMS:
+            raise ValueError(f"value_term: must be one of {', '.join(VALUE_TERMS)}, "
+                             f"got {self.value_term!r}")
 
 
 class IQMPC:
@@ -148,13 +166,13 @@ class IQMPC:
         """One gradient step of world model + Q (inverse soft-Q) and of the policy prior.
 
         ``behaviour`` None trains on expert data alone (offline pre-training; the value
-        term is then the v0 form, which needs no behaviour data).
+        term is then the form's expert rows, or v0 for td: ``losses.offline_value_term``).
         """
         cfg, m = self.cfg, self.model
         if behaviour is None:
             obs, action, done = expert.obs, expert.action, expert.done
             n_exp = action.shape[1]
-            value_term = "v0"
+            value_term = offline_value_term(cfg.value_term)
         else:  # expert first, then behaviour, along the batch axis
             obs = {k: torch.cat([expert.obs[k], behaviour.obs[k]], 1) for k in expert.obs}
             action = torch.cat([expert.action, behaviour.action], 1)
@@ -214,18 +232,27 @@ class IQMPC:
         zs_t = torch.stack(zs)  # (H+1, B, L)
         cons = consistency_loss(zs_t[1:], next_z, cfg.rho)
         # Q(z, a) of every head at every step; V(z) = min of two random heads at a ~ pi(z)
-        # only where the value term reads it: expert rows at t = 0 (v0) or behaviour rows (td)
+        # only where the value term reads it: expert rows at t = 0 (v0), or the rows it
+        # averages over at every step (td: behaviour, mix: all, expert: expert)
         qs = m.Q(zs_t[:-1], action, "all")  # (num_q, H, B, 1)
-        zv = zs_t[0, :n_exp] if value_term == "v0" else zs_t[:-1, n_exp:]
+        rows = {"v0": slice(0, n_exp), "td": slice(n_exp, b), "mix": slice(0, b),
+                "expert": slice(0, n_exp)}[value_term]
+        zv = zs_t[0, rows] if value_term == "v0" else zs_t[:-1, rows]
         _, a_pi, log_pi, _ = m.pi(zv)
         v_sel = m.Q(zv, a_pi, "min") - cfg.beta * log_pi
         if value_term == "v0":
             v, v0 = v_sel, v_sel  # v is not read by the v0 form
-        else:
-            v = torch.cat([v_sel.new_zeros(h, n_exp, 1), v_sel], 1)
+        else:  # zeros on the rows the value term does not read
+            v = torch.cat([v_sel.new_zeros(h, rows.start, 1), v_sel,
+                           v_sel.new_zeros(h, b - rows.stop, 1)], 1)
             v0 = None
         iq, parts = iq_loss(qs, v, next_v, is_expert, self.gamma, cfg.alpha, value_term, v0,
-                            done)  # (num_q, H)
+                            done, cfg.v0_coef)  # (num_q, H)
+        if cfg.negative_action_std > 0:
+            neg = self._negative_chi2(zs_t[:-1, :n_exp].detach(), action[:, :n_exp],
+                                      done[:, :n_exp])
+            iq = iq + neg
+            parts["negative_loss"] = neg.detach().mean()
         w = rho_weights(h, cfg.rho, action.device)
         value_loss = (iq * w).sum() / (h * cfg.model.num_q)
         stats: dict[str, Tensor] = {}
@@ -241,6 +268,19 @@ class IQMPC:
                 stats["q_behaviour"] = qs[:, :, n_exp:].mean()
                 stats["reward_behaviour"] = r[:, n_exp:].mean()
         return total, zs_t, stats
+
+    def _negative_chi2(self, z_exp: Tensor, a_exp: Tensor, done: Tensor) -> Tensor:
+        """Chi-squared term 1/(4 alpha) mean (Q(z_E, a~) - gamma V'(d(z_E, a~)))^2 for
+        perturbed expert actions a~ = clip(a_E + std * N(0, 1), -1, 1): decoded reward 0, as
+        the objective gives non-expert behaviour, for actions the expert did not take where it
+        was. z_exp: (H, n, L) expert latents (detached: only the Q heads learn from these);
+        a_exp: (H, n, A); done: (H, n, 1), V' = 0 after termination. Returns (num_q, H)."""
+        cfg, m = self.cfg, self.model
+        a_neg = (a_exp + cfg.negative_action_std * torch.randn_like(a_exp)).clamp(-1.0, 1.0)
+        with torch.no_grad():
+            next_v = m.V(m.next(z_exp, a_neg), target=True, beta=cfg.beta)  # (H, n, 1)
+        r = decoded_reward(m.Q(z_exp, a_neg, "all"), next_v, self.gamma, done)  # (num_q, H, n, 1)
+        return r.pow(2).mean(dim=(-2, -1)) / (4.0 * cfg.alpha)
 
     def _gradient_penalty(self, zs_t: Tensor, action: Tensor, n_exp: int) -> Tensor:
         """W1 penalty on Q at points between expert and behaviour (z, a) of every step."""

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from wmil_core.agents.iqmpc import discount_for
 from wmil_core.buffer import Batch
-from wmil_core.losses import gradient_penalty, iq_loss
+from wmil_core.losses import VALUE_TERMS, gradient_penalty, iq_loss, offline_value_term
 from wmil_core.nn.layers import mlp
 from wmil_core.world_model import Encoder, ModelConfig, WorldModel
 
@@ -45,7 +45,7 @@ class SACConfig:
     learn_temperature: bool = True  # tune it towards an entropy of -A
     # iql-sac: the inverse soft-Q loss, as IQ-MPC's
     alpha: float = 0.5  # chi-squared regulariser
-    value_term: Literal["v0", "td"] = "v0"
+    value_term: Literal["v0", "td", "mix", "expert"] = "v0"
     # gail-sac: the discriminator
     disc_lr: float = 3e-4
     disc_grad_pen: float = 0.01  # lambda of the zero-centred gradient penalty on D (1.0
@@ -61,8 +61,9 @@ class SACConfig:
             raise ValueError(f"tau: must be in (0, 1], got {self.tau}")
         if self.gamma is not None and not 0 < self.gamma < 1:
             raise ValueError(f"gamma: must be in (0, 1), got {self.gamma}")
-        if self.value_term not in ("v0", "td"):
-            raise ValueError(f"value_term: must be v0 or td, got {self.value_term!r}")
+        if self.value_term not in VALUE_TERMS:
+            raise ValueError(f"value_term: must be one of {', '.join(VALUE_TERMS)}, "
+                             f"got {self.value_term!r}")
         if self.disc_grad_pen < 0:
             raise ValueError("disc_grad_pen: must be >= 0")
 
@@ -213,11 +214,13 @@ class IQLSAC(SACBase):
     def update(self, expert: Batch, behaviour: Batch | None) -> dict[str, float]:
         """One critic (inverse soft-Q), actor and temperature step on single transitions.
 
-        ``behaviour`` None: expert data alone with the v0 value term (offline pre-training).
+        ``behaviour`` None: expert data alone (offline pre-training), the value term's expert
+        rows or v0 (``losses.offline_value_term``).
         """
         cfg, m = self.cfg, self.model
         if behaviour is None:
-            obs, action, done, value_term = expert.obs, expert.action, expert.done, "v0"
+            obs, action, done = expert.obs, expert.action, expert.done
+            value_term = offline_value_term(cfg.value_term)
         else:
             obs = {k: torch.cat([expert.obs[k], behaviour.obs[k]], 1) for k in expert.obs}
             action = torch.cat([expert.action, behaviour.action], 1)
