@@ -76,5 +76,32 @@ wmil train --config "$D/runs/bsym-scratch-s2.yaml" --out "$D/runs/bsym-scratch-s
     > "$D/runs/bsym-scratch-s2.log" 2>&1
 # what the 60k critics make of the demonstrations (session 14)
 python "$D/critic_probe.py" "$D"/runs/{plain,bsym,recent}-s{0,1} > "$D/critic-probe.json"
+# session 15: the value term averaged over every row (IQ-Learn's "value" form, with the target
+# heads' V' as everywhere here), to 40k; stopped at 27k: Q on behaviour rows drifted down as
+# td's had (see README)
+branch 0 mix '{}' '{"value_term": "mix"}' 40000 &
+branch 1 mix '{}' '{"value_term": "mix"}' 40000 &
+wait
+# session 15: the v0 term at ten times its weight (v0_coef 0.1 instead of 1 - gamma = 0.01)
+branch 0 v0c01 '{}' '{"v0_coef": 0.1}' 40000 &
+branch 1 v0c01 '{}' '{"v0_coef": 0.1}' 40000 &
+wait
+# session 15: negatives at expert states, perturbed expert actions with std 0.3, then 1.0
+branch 0 neg03 '{}' '{"negative_action_std": 0.3}' 40000 &
+branch 1 neg03 '{}' '{"negative_action_std": 0.3}' 40000 &
+wait
+branch 0 neg10 '{}' '{"negative_action_std": 1.0}' 40000 &
+branch 1 neg10 '{}' '{"negative_action_std": 1.0}' 40000 &
+wait
+# session 15: the value term over the expert rows alone (IQ-Learn's "value_expert" form)
+branch 0 vexp '{}' '{"value_term": "expert"}' 40000 &
+branch 1 vexp '{}' '{"value_term": "expert"}' 40000 &
+wait
+# session 15: the critic probe of the 20k starting points and of the session's branches, and
+# a replay of ten evaluation episodes of the latest checkpoints (the two halves ran side by side
+# and were merged, sorted by run, into episode-probe.json)
+python "$D/critic_probe.py" "$D"/runs/{base,mix,v0c01,neg03,neg10,vexp}-s{0,1} \
+    > "$D/critic-probe-s15.json"
+python "$D/episode_probe.py" "$D"/runs/{plain,neg03,v0c01,bsym}-s{0,1} > "$D/episode-probe.json"
 # curves.json from the runs
 python "$D/summarize.py" "$D"
