@@ -36,15 +36,28 @@ def decoded_reward(q: Tensor, v_next: Tensor, gamma: float,
     return q - gamma * v_next
 
 
-#: value terms of :func:`iq_loss`; those in VALUE_ROWS average V(z) - gamma V(z') over rows
+#: value terms of :func:`iq_loss`
 VALUE_TERMS = ("v0", "td", "mix", "expert")
-VALUE_ROWS = ("td", "mix", "expert")
+#: the rows over which the row forms average V(z) - gamma V(z'): behaviour, all or expert
+VALUE_ROWS = {"td": "behaviour", "mix": "all", "expert": "expert"}
 
 
 def offline_value_term(value_term: str) -> str:
     """The value term on expert batches alone (offline pre-training): a form's expert rows
     where it has them (mix, expert: "expert"), else v0 (td reads behaviour rows only)."""
-    return "expert" if value_term in ("mix", "expert") else "v0"
+    return "expert" if VALUE_ROWS.get(value_term) in ("all", "expert") else "v0"
+
+
+def value_rows(value_term: str, n_exp: int, b: int) -> slice:
+    """The rows of an expert-first batch (``n_exp`` expert rows of ``b``) whose V the value
+    term reads: the expert rows for v0 (at t = 0) and expert, the rest for td, all for mix."""
+    rows = VALUE_ROWS.get(value_term, "expert")
+    return {"behaviour": slice(n_exp, b), "all": slice(0, b), "expert": slice(0, n_exp)}[rows]
+
+
+def chi2_term(r: Tensor, alpha: float) -> Tensor:
+    """The chi-squared regulariser 1/(4 alpha) mean(r^2) over the last two (batch) axes."""
+    return r.pow(2).mean(dim=(-2, -1)) / (4.0 * alpha)
 
 
 def iq_loss(
@@ -91,7 +104,8 @@ def iq_loss(
         coef = 1.0 - gamma if v0_coef is None else v0_coef
         value = (coef * v0.mean()).expand_as(softq)
     elif value_term in VALUE_ROWS:
-        w_val = {"td": 1.0 - w_exp, "mix": torch.ones_like(w_exp), "expert": w_exp}[value_term]
+        w_val = {"behaviour": 1.0 - w_exp, "all": torch.ones_like(w_exp),
+                 "expert": w_exp}[VALUE_ROWS[value_term]]
         if w_val.sum() == 0:
             raise ValueError(f"value_term {value_term!r} needs behaviour samples in the batch")
         y = gamma * (v_next if done is None else v_next * (1.0 - done))
@@ -99,7 +113,7 @@ def iq_loss(
         value = value.expand_as(softq)
     else:
         raise ValueError(f"value_term must be one of {VALUE_TERMS}, got {value_term!r}")
-    chi2 = r.pow(2).mean(dim=(-2, -1)) / (4.0 * alpha)
+    chi2 = chi2_term(r, alpha)
     loss = softq + value + chi2
     return loss, {"softq_loss": softq.detach().mean(), "value_loss": value.detach().mean(),
                   "chi2_loss": chi2.detach().mean()}

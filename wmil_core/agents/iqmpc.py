@@ -16,6 +16,7 @@ from wmil_core.buffer import Batch
 from wmil_core.losses import (
     VALUE_TERMS,
     bc_loss,
+    chi2_term,
     consistency_loss,
     decoded_reward,
     gradient_penalty,
@@ -23,6 +24,7 @@ from wmil_core.losses import (
     offline_value_term,
     policy_loss,
     rho_weights,
+    value_rows,
 )
 from wmil_core.planning import PlannerConfig, plan, sample_noise, shared_trajectory_value
 from wmil_core.world_model import ModelConfig, WorldModel
@@ -235,8 +237,7 @@ class IQMPC:
         # only where the value term reads it: expert rows at t = 0 (v0), or the rows it
         # averages over at every step (td: behaviour, mix: all, expert: expert)
         qs = m.Q(zs_t[:-1], action, "all")  # (num_q, H, B, 1)
-        rows = {"v0": slice(0, n_exp), "td": slice(n_exp, b), "mix": slice(0, b),
-                "expert": slice(0, n_exp)}[value_term]
+        rows = value_rows(value_term, n_exp, b)
         zv = zs_t[0, rows] if value_term == "v0" else zs_t[:-1, rows]
         _, a_pi, log_pi, _ = m.pi(zv)
         v_sel = m.Q(zv, a_pi, "min") - cfg.beta * log_pi
@@ -280,7 +281,7 @@ class IQMPC:
         with torch.no_grad():
             next_v = m.V(m.next(z_exp, a_neg), target=True, beta=cfg.beta)  # (H, n, 1)
         r = decoded_reward(m.Q(z_exp, a_neg, "all"), next_v, self.gamma, done)  # (num_q, H, n, 1)
-        return r.pow(2).mean(dim=(-2, -1)) / (4.0 * cfg.alpha)
+        return chi2_term(r, cfg.alpha)
 
     def _gradient_penalty(self, zs_t: Tensor, action: Tensor, n_exp: int) -> Tensor:
         """W1 penalty on Q at points between expert and behaviour (z, a) of every step."""
