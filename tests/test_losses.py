@@ -172,3 +172,9 @@ def test_iq_loss_v0_coef_replaces_one_minus_gamma():
     _, parts = iq_loss(q, torch.zeros(4, 1), v_next, is_expert, gamma=0.5, alpha=0.5,
                        value_term="v0", v0=col(2, 4), v0_coef=0.25)
     assert parts["value_loss"].item() == pytest.approx(0.25 * 3.0)
+
+
+def test_value_rows_of_an_expert_first_batch():
+    from wmil_core.losses import value_rows
+    assert value_rows("v0", 2, 5) == value_rows("expert", 2, 5) == slice(0, 2)
+    assert value_rows("td", 2, 5) == slice(2, 5) and value_rows("mix", 2, 5) == slice(0, 5)
