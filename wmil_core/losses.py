@@ -42,6 +42,13 @@ VALUE_TERMS = ("v0", "td", "mix", "expert")
 VALUE_ROWS = {"td": "behaviour", "mix": "all", "expert": "expert"}
 
 
+def check_value_term(value_term: str) -> None:
+    """Raise a one-line ValueError unless ``value_term`` is one of :data:`VALUE_TERMS`."""
+    if value_term not in VALUE_TERMS:
+        raise ValueError(f"value_term: must be one of {', '.join(VALUE_TERMS)}, "
+                         f"got {value_term!r}")
+
+
 def offline_value_term(value_term: str) -> str:
     """The value term on expert batches alone (offline pre-training): a form's expert rows
     where it has them (mix, expert: "expert"), else v0 (td reads behaviour rows only)."""
@@ -86,7 +93,8 @@ def iq_loss(
     raises Q(z_E, a_E), pulling the critic's optimum at expert states towards the expert's
     action. With V' from the target heads the row forms push every V(z) they read down by
     a constant gradient (IQ-Learn differentiates V(z') too, and the sum telescopes to a
-    1 - gamma weight); on reacher td and mix drove the behaviour Q down (README).
+    1 - gamma weight); on reacher td and mix drove the behaviour Q down and expert the
+    expert Q (README).
 
     q, v_next: (..., B, 1), e.g. (num_q, H, B, 1) for every head and step at once; v: same
     batch shape (broadcast); is_expert: (B,) bool. Returns the loss reduced over the batch

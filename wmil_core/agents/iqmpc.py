@@ -14,8 +14,8 @@ from torch import Tensor
 
 from wmil_core.buffer import Batch
 from wmil_core.losses import (
-    VALUE_TERMS,
     bc_loss,
+    check_value_term,
     chi2_term,
     consistency_loss,
     decoded_reward,
@@ -96,9 +96,7 @@ class IQMPCConfig:
             raise ValueError(f"gamma: must be in (0, 1), got {self.gamma}")
         if self.v0_coef is not None and not 0 <= self.v0_coef < 1:
             raise ValueError(f"v0_coef: must be in [0, 1) or null, got {self.v0_coef}")
-        if self.value_term not in VALUE_TERMS:
-            raise ValueError(f"value_term: must be one of {', '.join(VALUE_TERMS)}, "
-                             f"got {self.value_term!r}")
+        check_value_term(self.value_term)
 
 
 class IQMPC:

@@ -26,7 +26,12 @@ from torch import Tensor
 
 from wmil_core.agents.iqmpc import discount_for
 from wmil_core.buffer import Batch
-from wmil_core.losses import VALUE_TERMS, gradient_penalty, iq_loss, offline_value_term
+from wmil_core.losses import (
+    check_value_term,
+    gradient_penalty,
+    iq_loss,
+    offline_value_term,
+)
 from wmil_core.nn.layers import mlp
 from wmil_core.world_model import Encoder, ModelConfig, WorldModel
 
@@ -61,9 +66,7 @@ class SACConfig:
             raise ValueError(f"tau: must be in (0, 1], got {self.tau}")
         if self.gamma is not None and not 0 < self.gamma < 1:
             raise ValueError(f"gamma: must be in (0, 1), got {self.gamma}")
-        if self.value_term not in VALUE_TERMS:
-            raise ValueError(f"value_term: must be one of {', '.join(VALUE_TERMS)}, "
-                             f"got {self.value_term!r}")
+        check_value_term(self.value_term)
         if self.disc_grad_pen < 0:
             raise ValueError("disc_grad_pen: must be >= 0")
 
