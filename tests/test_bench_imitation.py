@@ -159,3 +159,13 @@ def test_workers_end_when_the_benchmark_process_is_killed(tmp_path):
     finally:
         parent.kill()
 
+
+
+def test_circular_joints_reaches_every_cells_encoder(tmp_path: Path):
+    out = tmp_path / "bench"
+    run_benchmark(spec(methods=["bc"], steps=20, circular_joints=True), out, command="circ",
+                  progress=False)
+    run = out / "runs" / Cell("dmc/reacher-easy", "bc", 2, 0).key
+    assert "circular_joints: true" in (run / "config.yaml").read_text()
+    agent = (run / "agent.yaml").read_text()
+    assert "angle_joints:\n  - 0\n" in agent  # the shoulder, the task's unlimited hinge

@@ -74,6 +74,7 @@ class BenchSpec:
     jobs: int = 0  # parallel processes (0: the core count)
     episode_length: int | None = None  # agent steps per episode (default: the task's)
     demo_symmetry: bool = False  # turn expert batches by each task's symmetry
+    circular_joints: bool = False  # encoders read unlimited hinges as sine and cosine
     only_seeds: tuple[int, ...] | None = None  # run only these of range(seeds) (split runs)
 
     def cells(self) -> list[Cell]:
@@ -96,7 +97,8 @@ def _run_cell(cell: Cell, spec: BenchSpec, demo_file: str, out: str) -> dict[str
         seed_steps=min(spec.seed_steps, spec.steps), eval_every=spec.eval_every,
         eval_episodes=spec.eval_episodes, checkpoint_every=spec.eval_every,
         buffer_size=spec.steps + 10_000, seed=cell.seed, threads=1,
-        episode_length=spec.episode_length, demo_symmetry=spec.demo_symmetry)
+        episode_length=spec.episode_length, demo_symmetry=spec.demo_symmetry,
+        circular_joints=spec.circular_joints)
     torch.set_num_threads(1)
     resume = (run / "checkpoints" / "latest.pt").is_file()
     if run.exists() and not resume:  # killed before its first checkpoint: start it afresh
@@ -426,6 +428,8 @@ def add_command(bench_subparsers: Any) -> None:
     p.add_argument("--jobs", type=int, default=0, help="parallel processes (0: core count)")
     p.add_argument("--demo-symmetry", dest="demo_symmetry", action="store_true",
                    help="turn demo batches by each task's declared symmetry (every method)")
+    p.add_argument("--circular-joints", dest="circular_joints", action="store_true",
+                   help="encode unlimited hinge joints by sine and cosine (every method)")
     p.add_argument("--out", required=True, help="result directory, e.g. bench/<name>/")
     p.set_defaults(func=cmd_bench_imitation)
 
@@ -459,6 +463,7 @@ def cmd_bench_imitation(args: Any) -> int:
                      seed_steps=args.seed_steps, eval_every=args.eval_every,
                      eval_episodes=args.eval_episodes, preset=args.preset, agent=args.agent,
                      jobs=args.jobs, demo_symmetry=args.demo_symmetry,
+                     circular_joints=args.circular_joints,
                      only_seeds=None if args.only_seeds is None else tuple(args.only_seeds))
     results = run_benchmark(spec, args.out)
     print(markdown(results))

@@ -458,6 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--behaviour-symmetry", dest="behaviour_symmetry", action="store_const",
                     const=True, default=None,
                     help="turn each behaviour batch by it as well")
+    tr.add_argument("--circular-joints", dest="circular_joints", action="store_const",
+                    const=True, default=None,
+                    help="encode unlimited hinge joints by their sine and cosine")
     tr.add_argument("--seed", type=int, default=None)
     tr.add_argument("--device", default=None, help="auto | cpu | cuda")
     tr.add_argument("--threads", type=int, default=None)

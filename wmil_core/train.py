@@ -48,6 +48,9 @@ class TrainConfig:
     # every goal angle too (beyond the paper; the agent's transitions turned are transitions
     # of the turned agent, not of the one acting)
     behaviour_symmetry: bool = False
+    # encode the task's unlimited hinges (env.angle_joints()) by sine and cosine in the
+    # encoder: sets the agent's model.angle_joints unless the agent config names them
+    circular_joints: bool = False
     offline_steps: int = 0  # updates on demos alone before going online
     steps: int = 100_000  # online environment steps (agent steps)
     seed_steps: int = 1000  # first online steps act at random; then as many updates at once
@@ -94,6 +97,16 @@ def write_csv(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None
     atomic_write(path, buf.getvalue())
 
 
+def agent_overrides(cfg: TrainConfig, env: Any) -> dict[str, Any]:
+    """``cfg.agent`` with ``model.angle_joints`` from the task when ``circular_joints`` asks
+    for it (and the agent config does not set them itself)."""
+    agent = dict(cfg.agent)
+    model = dict(agent.get("model") or {})
+    if cfg.circular_joints and "angle_joints" not in model and "joints" in env.obs_spec():
+        agent["model"] = {**model, "angle_joints": env.angle_joints()}
+    return agent
+
+
 class Trainer:
     """Owns the run directory, environments, buffers and agent of one run."""
 
@@ -121,7 +134,8 @@ class Trainer:
             raise ValueError(f"{cfg.demos}: action size {self.demos.action_dim}, task has {a_dim}")
         shapes = {k: tuple(v["shape"]) for k, v in spec.items()}
         self.device = resolve_device(cfg.device)
-        self.agent, self.agent_cfg, h = make_agent(cfg.method, cfg.preset, cfg.agent, shapes,
+        self.agent, self.agent_cfg, h = make_agent(cfg.method, cfg.preset,
+                                                   agent_overrides(cfg, self.env), shapes,
                                                    a_dim, self.env.episode_length, self.device,
                                                    cfg.seed)
         demo_rows = sum(len(e) + 1 for e in self.demos.episodes)

@@ -48,6 +48,9 @@ class ModelConfig:
     dropout: float = 0.01  # Q first-layer dropout
     log_std_min: float = -10.0  # pi's log standard deviation range
     log_std_max: float = 2.0
+    # indices in ``joints`` of angles on a circle (unlimited hinges, ``env.angle_joints()``):
+    # the encoder reads each as its sine and cosine, so theta and theta + 2 pi are one input
+    angle_joints: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.latent_dim % self.simnorm_dim:
@@ -61,6 +64,18 @@ class ModelConfig:
             raise ValueError(f"dropout: must be in [0, 1), got {self.dropout}")
         if self.log_std_min >= self.log_std_max:
             raise ValueError("log_std_min: must be below log_std_max")
+        if any(i < 0 for i in self.angle_joints) or len(set(self.angle_joints)) != len(
+                self.angle_joints):
+            raise ValueError(f"angle_joints: must be distinct indices >= 0, got "
+                             f"{list(self.angle_joints)}")
+
+
+def circular(joints: Tensor, angles: Tensor, mask: Tensor) -> Tensor:
+    """``joints`` (..., J) with the columns ``angles`` (K indices; ``mask``: (J,) bool, True
+    at them) replaced by their sine and their cosines appended: (..., J + K). Continuous in
+    the pose, periodic in 2 pi."""
+    sin = torch.where(mask, torch.sin(joints), joints)  # (..., J)
+    return torch.cat([sin, torch.cos(joints.index_select(-1, angles))], -1)
 
 
 class Encoder(nn.Module):
@@ -72,6 +87,19 @@ class Encoder(nn.Module):
         self.has_image = "image" in obs_shapes
         act = SimNorm(cfg.simnorm_dim)
         d_vec = sum(int(obs_shapes[k][0]) for k in self.vector_keys)
+        self.register_buffer("angles", None, persistent=False)
+        self.register_buffer("angle_mask", None, persistent=False)
+        if cfg.angle_joints:
+            n_pos = int(obs_shapes["joints"][0]) // 2 if "joints" in obs_shapes else 0
+            bad = [i for i in cfg.angle_joints if i >= n_pos]
+            if bad:
+                raise ValueError(f"angle_joints: index {bad[0]} is not a joint position "
+                                 f"(joints has {n_pos} positions then velocities)")
+            idx = sorted(cfg.angle_joints)
+            mask = torch.zeros(int(obs_shapes["joints"][0]), dtype=torch.bool)
+            mask[idx] = True
+            self.angles, self.angle_mask = torch.tensor(idx), mask
+            d_vec += len(cfg.angle_joints)
         hidden = max(cfg.num_enc_layers - 1, 1) * [cfg.enc_dim]
         if not self.has_image:
             self.vec = mlp(d_vec, hidden, cfg.latent_dim, act=act)
@@ -88,8 +116,10 @@ class Encoder(nn.Module):
         lead = ref.shape[: ref.dim() - (3 if self.has_image else 1)]  # leading (T, B) axes
         parts = []
         if self.vector_keys:
-            v = torch.cat([obs[k].reshape(-1, obs[k].shape[-1]) for k in self.vector_keys], -1)
-            parts.append(self.vec(v))
+            vecs = [obs[k].reshape(-1, obs[k].shape[-1]) for k in self.vector_keys]
+            if self.angles is not None:
+                vecs[0] = circular(vecs[0], self.angles, self.angle_mask)
+            parts.append(self.vec(torch.cat(vecs, -1)))
         if not self.has_image:
             return parts[0].reshape(*lead, -1)
         img = obs["image"]

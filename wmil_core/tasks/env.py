@@ -156,6 +156,14 @@ class WmilEnv(gym.Env):
             for k, s in self.observation_space.spaces.items()
         }
 
+    def angle_joints(self) -> list[int]:
+        """Indices in ``joints`` of the positions that live on a circle: unlimited hinges
+        (an angle and the same angle plus 2 pi are one pose; ``ModelConfig.angle_joints``)."""
+        m = self.backend.model
+        return [i for i, j in enumerate(self.joint_ids)
+                if int(m.jnt_type[j]) == int(mujoco.mjtJoint.mjJNT_HINGE)
+                and not bool(m.jnt_limited[j])]
+
     def joints(self) -> np.ndarray:
         """Robot joint positions then velocities (float32), ordered as ``joint_names``."""
         d = self.backend.data

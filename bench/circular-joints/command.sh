@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Session 16: the encoder reads unlimited hinges (reacher's shoulder, four of the Jaco's six arm
+# joints) as sine and cosine (--circular-joints) instead of raw angles. Each run repeats an
+# earlier run's settings with only that change:
+#   reacher-easy, 10 demos turned by the symmetry, seed 0: bench/reacher-sym-branch-20k/base.yaml
+#     (reference: runs base-s0 then plain-s0 there, curves.json)
+#   jaco/reach-site, 20 demos, seed 0: the cell of bench/imitation-100k-jaco (command.txt)
+# evaluating every 5k steps. Run from the repo root with .venv/bin on PATH.
+set -euo pipefail
+D=bench/circular-joints
+export MUJOCO_GL=egl
+mkdir -p "$D/demos" "$D/runs"
+[ -f "$D/demos/reacher10.h5" ] || wmil demos collect --task dmc/reacher-easy --episodes 10 \
+    --obs state --out "$D/demos/reacher10.h5" --seed 0
+[ -f "$D/demos/jaco20.h5" ] || wmil demos collect --task jaco/reach-site --episodes 20 \
+    --obs state --out "$D/demos/jaco20.h5" --seed 0
+train() {  # train NAME CONFIG: start, or resume a killed run
+    local run="$D/runs/$1"
+    if [ -f "$run/checkpoints/latest.pt" ]; then wmil train --resume "$run" >> "$run.log" 2>&1
+    else wmil train --config "$2" --out "$run" > "$run.log" 2>&1; fi
+}
+train reacher-s0 "$D/reacher.yaml" &
+train jaco-s0 "$D/jaco.yaml" &
+wait
