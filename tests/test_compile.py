@@ -142,3 +142,33 @@ def test_compiled_agent_with_gradient_penalty_matches_eager(monkeypatch):
                 assert s_got[k] == pytest.approx(s_ref[k], rel=1e-4, abs=1e-5), k
     for k, v in eager.model.state_dict().items():
         torch.testing.assert_close(comp.model.state_dict()[k], v, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_compiled_bfloat16_agent_tracks_eager_bfloat16():
+    """precision bfloat16 under torch.compile: the graphs trace the autocast (matmuls in
+    bfloat16, the Q heads' output in float32) and compute what eager bfloat16 does, up to
+    bfloat16 rounding; the planner returns float32 actions."""
+    import numpy as np
+
+    torch._dynamo.reset()
+    eager, comp = make(False, precision="bfloat16"), make(True, precision="bfloat16")
+    g = torch.Generator().manual_seed(1)
+    for i, (e, b) in enumerate([(batch(g), batch(g)) for _ in range(3)]):
+        s_ref, s_got = eager.update(e, b if i else None), comp.update(e, b if i else None)
+        for k in ("total_loss", "iq_loss", "consistency_loss", "pi_loss", "q_expert"):
+            assert s_got[k] == pytest.approx(s_ref[k], rel=3e-2, abs=1e-3), k
+    obs = {k: np.zeros(s, np.float32) for k, s in SHAPES.items()}
+    a = comp.act(obs, t0=True, eval_mode=True)
+    assert a.dtype == np.float32 and np.all(np.abs(a) <= 1)
+    noise = sample_noise(comp.cfg.planner, 2, 2, torch.Generator().manual_seed(2))
+    with torch.no_grad(), comp.autocast():
+        z0 = comp.model.encode({k: torch.from_numpy(v)[None] for k, v in obs.items()})
+        z0 = z0.float().expand(32, -1)  # as plan() passes it
+        acts = torch.rand(3, 32, 2, generator=g) * 2 - 1
+        got = comp._value_fn(comp.model, z0, acts, comp.gamma, 1e-4, noise.value[0],
+                             noise.heads[0])
+        ref = eager._value_fn(comp.model, z0, acts, comp.gamma, 1e-4, noise.value[0],
+                              noise.heads[0])
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, ref, rtol=2e-2, atol=2e-2)

@@ -174,14 +174,16 @@ def _timed(fn: Callable[[], Any]) -> float:
 
 def compare(src: str, size: str = "1m", task: str = "dmc/reacher-easy", updates: int = 20,
             plans: int = 30, threads: int = 1, out: str | Path | None = None,
-            warmup: int = 3, seed: int = 0, compile: bool = False) -> dict[str, Any]:
+            warmup: int = 3, seed: int = 0, compile: bool = False,
+            precision: str = "float32") -> dict[str, Any]:
     """Time TD-MPC2 and wmil IQ-MPC updates and plans at the same sizes, alternating calls.
 
     TD-MPC2 updates on 256 sub-trajectories; wmil on 128+128 (expert+behaviour: the same
     total) and on 256+256 (the paper's per-buffer batch). Both plan 512 samples x 6
     iterations x horizon 3 from the same observations, ``eval_mode=True``. ``compile``:
     wmil with ``torch.compile`` (compiled during the warm-up, which is not timed); TD-MPC2
-    stays eager, as its CPU runs are.
+    stays eager, as its CPU runs are. ``precision``: wmil's (IQMPCConfig.precision; TD-MPC2
+    runs float32, as its code does).
     """
     import torch
 
@@ -215,7 +217,7 @@ def compare(src: str, size: str = "1m", task: str = "dmc/reacher-easy", updates:
     with contextlib.redirect_stdout(io.StringIO()):  # it prints its discount
         td = tdmpc2_cls(cfg)
     wcfg = agent_config(preset, {"batch_size": TDMPC2_BATCH, "planner": {"horizon": HORIZON},
-                                 "compile": compile})
+                                 "compile": compile, "precision": precision})
     agent = IQMPC(obs_shapes, a_dim, env.episode_length, wcfg, seed=seed)
     p, m = wcfg.planner, wcfg.model
     same = {"latent_dim": cfg.latent_dim == m.latent_dim, "mlp_dim": cfg.mlp_dim == m.mlp_dim,
@@ -281,6 +283,7 @@ def compare(src: str, size: str = "1m", task: str = "dmc/reacher-easy", updates:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "wmil_compiled": compile,
+        "wmil_precision": precision,
         "machine": platform.processor() or platform.machine(),
         "matmul_gflops_512": {"start": gflops_start, "end": gflops_end},
         "model": {"enc_dim": m.enc_dim, "mlp_dim": m.mlp_dim, "latent_dim": m.latent_dim,
@@ -308,7 +311,8 @@ def print_table(r: dict[str, Any]) -> None:
     print(f"TD-MPC2 vs wmil IQ-MPC, size {r['size']} (enc {r['model']['enc_dim']}, mlp "
           f"{r['model']['mlp_dim']}, latent {r['model']['latent_dim']}, {r['model']['num_q']} Q), "
           f"{r['task']}, {r['threads']} threads, matmul {g['start']:.0f}/{g['end']:.0f} GFLOP/s"
-          + (", wmil torch.compile'd" if r.get("wmil_compiled") else ", both eager"))
+          + (", wmil torch.compile'd" if r.get("wmil_compiled") else ", both eager")
+          + f", wmil {r.get('wmil_precision', 'float32')}")
     ratio = r["ratio_tdmpc2_over_wmil"]
     rows = [("update", "TD-MPC2 (256)", r["update"]["tdmpc2"], None),
             ("update", "wmil 128+128", r["update"]["wmil_128"], ratio["update_128"]),
@@ -323,10 +327,11 @@ def print_table(r: dict[str, Any]) -> None:
 
 def cmd_bench_tdmpc2(args: argparse.Namespace) -> int:
     """Run :func:`compare` and print its table."""
-    tail = "-compiled" if args.compile else ""
+    tail = ("-compiled" if args.compile else "") + (
+        f"-{args.precision}" if args.precision != "float32" else "")
     out = args.out or f"bench/tdmpc2-compare-{args.size}{tail}.json"
     r = compare(args.src, args.size, args.task, args.updates, args.plans, args.threads, out=out,
-                compile=args.compile)
+                compile=args.compile, precision=args.precision)
     print_table(r)
     print(f"wrote {out}")
     return 0
@@ -344,8 +349,10 @@ def add_command(bench_sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--plans", type=int, default=30)
     p.add_argument("--compile", action="store_true",
                    help="torch.compile wmil's update and planner (TD-MPC2 stays eager)")
+    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
+                   help="wmil's matmul precision (IQMPCConfig.precision); TD-MPC2: float32")
     p.add_argument("--out", default=None,
-                   help="JSON (default: bench/tdmpc2-compare-SIZE[-compiled].json)")
+                   help="JSON (default: bench/tdmpc2-compare-SIZE[-compiled][-bfloat16].json)")
     p.set_defaults(func=cmd_bench_tdmpc2)
     return p
 

@@ -24,7 +24,7 @@ def consistency_loss(z_pred: Tensor, z_target: Tensor, rho: float) -> Tensor:
     z_pred, z_target: (H, B, L); z_target carries no gradient (the caller detaches it).
     """
     h = z_pred.shape[0]
-    per_step = (z_pred - z_target).pow(2).mean(dim=(1, 2))  # (H,)
+    per_step = (z_pred.float() - z_target.float()).pow(2).mean(dim=(1, 2))  # (H,)
     return (per_step * rho_weights(h, rho, z_pred.device)).sum() / h
 
 

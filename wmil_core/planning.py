@@ -185,7 +185,8 @@ def plan(model: PlanningModel, z: Tensor, cfg: PlannerConfig, gamma: float, beta
     ``value_fn``: :func:`trajectory_value`, :func:`shared_trajectory_value` or a compiled
     version of either (same signature; z0 is the start repeated N times).
     """
-    z = z.reshape(1, -1)
+    # actions, mean and std in at least float32, whatever autocast made the latent
+    z = z.reshape(1, -1).to(torch.promote_types(z.dtype, torch.float32))
     h, n, npi = cfg.horizon, cfg.num_samples, cfg.num_pi_trajs
     a_dim = noise.explore.shape[-1]
     actions = torch.empty(h, n, a_dim, dtype=z.dtype, device=z.device)

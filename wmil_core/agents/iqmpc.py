@@ -77,6 +77,11 @@ class IQMPCConfig:
     # stays eager): about a minute of compilation per graph, then fused kernels (see README
     # for the measured speed-up); pays off in long runs, so off by default (and in tests)
     compile: bool = False
+    # bfloat16: matrix products of the update and the planner in bfloat16 (torch.autocast;
+    # weights, optimiser, losses and the Q heads' scalar output stay float32). On CPUs with
+    # AMX (or GPUs with tensor cores) that multiplies matmul throughput (README: measured);
+    # exported bundles are float32 either way. float32: everything in float32 (the default)
+    precision: Literal["float32", "bfloat16"] = "float32"
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -140,6 +145,11 @@ class IQMPC:
             self._model_loss_fn = torch.compile(self._model_losses, dynamic=False)
             self._pi_loss_fn = torch.compile(self._pi_loss, dynamic=False)
 
+    def autocast(self) -> torch.autocast:
+        """The update's and planner's autocast context (a no-op at ``precision`` float32)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16,
+                              enabled=self.cfg.precision == "bfloat16")
+
     # -- acting --------------------------------------------------------------------------------
     def obs_to_tensors(self, obs: Mapping[str, np.ndarray]) -> dict[str, Tensor]:
         """One observation dict (numpy) -> batched tensors on the device."""
@@ -149,17 +159,18 @@ class IQMPC:
     @torch.no_grad()
     def act(self, obs: Mapping[str, np.ndarray], t0: bool, eval_mode: bool = False) -> np.ndarray:
         """Action in [-1, 1]^A for one observation; ``t0`` marks an episode's first step."""
-        z = self.model.encode(self.obs_to_tensors(obs))
-        if not self.cfg.mpc:
-            mu, a, _, _ = self.model.pi(z)
-            return (mu if eval_mode else a)[0].cpu().numpy()
-        noise = sample_noise(self.cfg.planner, self.action_dim, self.cfg.model.num_q,
-                             self.generator, self.device)
-        res = plan(self.model, z[0], self.cfg.planner, self.gamma, self.cfg.beta, noise,
-                   prev_mean=None if t0 else self._prev_mean, explore=not eval_mode,
-                   value_fn=self._value_fn)
-        self._prev_mean = res.mean
-        return res.action.cpu().numpy()
+        with self.autocast():
+            z = self.model.encode(self.obs_to_tensors(obs))
+            if not self.cfg.mpc:
+                mu, a, _, _ = self.model.pi(z)
+                return (mu if eval_mode else a)[0].float().cpu().numpy()
+            noise = sample_noise(self.cfg.planner, self.action_dim, self.cfg.model.num_q,
+                                 self.generator, self.device)
+            res = plan(self.model, z[0], self.cfg.planner, self.gamma, self.cfg.beta, noise,
+                       prev_mean=None if t0 else self._prev_mean, explore=not eval_mode,
+                       value_fn=self._value_fn)
+        self._prev_mean = res.mean.float()
+        return res.action.float().cpu().numpy()
 
     # -- learning -------------------------------------------------------------------------------
     def update(self, expert: Batch, behaviour: Batch | None) -> dict[str, float]:
@@ -182,7 +193,8 @@ class IQMPC:
         m.train()
         # pi's own parameters get no gradient from the model loss (the policy loss trains them)
         m._pi.requires_grad_(False)
-        total, zs_t, stats = self._model_loss_fn(obs, action, done, n_exp, value_term)
+        with self.autocast():
+            total, zs_t, stats = self._model_loss_fn(obs, action, done, n_exp, value_term)
         m._pi.requires_grad_(True)
         if behaviour is not None and cfg.grad_pen > 0:
             # eager beside the (possibly compiled) losses: it differentiates dQ/dx again,
@@ -200,7 +212,8 @@ class IQMPC:
 
         # policy prior: max-entropy objective on latents of both buffers (Q frozen)
         m.track_q_grad(False)
-        pi_loss, pi_stats = self._pi_loss_fn(zs_t.detach(), action[:, :n_exp], n_exp)
+        with self.autocast():
+            pi_loss, pi_stats = self._pi_loss_fn(zs_t.detach(), action[:, :n_exp], n_exp)
         self.pi_optim.zero_grad(set_to_none=True)
         pi_loss.backward()
         torch.nn.utils.clip_grad_norm_(m._pi.parameters(), cfg.grad_clip_norm)
@@ -284,7 +297,7 @@ class IQMPC:
     def _gradient_penalty(self, zs_t: Tensor, action: Tensor, n_exp: int) -> Tensor:
         """W1 penalty on Q at points between expert and behaviour (z, a) of every step."""
         m = self.model
-        za = torch.cat([zs_t[:-1], action], -1)  # (H, B, L+A)
+        za = torch.cat([zs_t[:-1].float(), action], -1)  # (H, B, L+A), float32 as the heads
         return gradient_penalty(
             lambda x: m.Q(x[..., :-self.action_dim], x[..., -self.action_dim:], "avg"),
             za[:, :n_exp].reshape(-1, za.shape[-1]),

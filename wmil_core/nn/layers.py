@@ -513,6 +513,16 @@ class _ToScalarFn(torch.autograd.Function):
                 grad.sum(1, keepdim=True) if need_b else None)
 
 
+def scalar_head(h: Tensor, layer: Callable[[Tensor], Tensor]) -> Tensor:
+    """``layer(h)`` for a layer with a single output (a Q value), in float32 even under a
+    reduced-precision autocast: bfloat16 spaces values between 128 and 256 a whole unit
+    apart, coarser than the decoded rewards (Q - gamma V') the critic is trained on."""
+    if torch.is_autocast_enabled(h.device.type):
+        with torch.autocast(h.device.type, enabled=False):
+            return layer(h.float())
+    return layer(h)
+
+
 def ensemble_linear(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
     """x (E, B, in) or (B, in) shared by every member, w (E, in, out), b (E, 1, out) ->
     (E, B, out) as one batched matmul (a single output: :class:`_ToScalarFn`)."""
@@ -595,14 +605,14 @@ class QEnsemble(nn.Module):
         if heads is None:
             h = self.ln1.norm_mish(self.l1(x), dropout=self.dropout)  # (num_q, B, hidden)
             h = self.ln2.norm_mish(self.l2(h))
-            return self.out(h)
+            return scalar_head(h, self.out)
 
         def lin(layer: EnsembleLinear, v: Tensor) -> Tensor:
             return ensemble_linear(v, layer.weight[heads], layer.bias[heads])
 
         h = self.ln1.norm_mish(lin(self.l1, x), heads, self.dropout)
         h = self.ln2.norm_mish(lin(self.l2, h), heads)
-        return lin(self.out, h)
+        return scalar_head(h, lambda v: lin(self.out, v))
 
     # -- evaluation only (no dropout): the first layer in parts, W [z; a] + b = W_z z + (W_a a
     # + b), so that a latent shared by many rows is multiplied once (MPPI's start, and Q(z, a)
@@ -628,7 +638,8 @@ class QEnsemble(nn.Module):
         h = self.ln1.norm_mish(pre, heads)
         h = self.ln2.norm_mish(torch.matmul(h, self.l2.weight[heads]) + self.l2.bias[heads],
                                heads)
-        return torch.matmul(h, self.out.weight[heads]) + self.out.bias[heads]
+        w, b = self.out.weight[heads], self.out.bias[heads]
+        return scalar_head(h, lambda v: torch.matmul(v, w) + b)
 
     # one head at a time: the linear layers as F.linear with the bias inside and the
     # normalisations with the head's affine inside (fused operators once exported)
@@ -645,7 +656,7 @@ class QEnsemble(nn.Module):
         h = self.ln1.norm_mish(pre, k)
         h = F.linear(h, self.l2.weight[k].t(), self.l2.bias[k, 0])
         h = self.ln2.norm_mish(h, k)
-        return F.linear(h, self.out.weight[k].t(), self.out.bias[k, 0])
+        return scalar_head(h, lambda v: F.linear(v, self.out.weight[k].t(), self.out.bias[k, 0]))
 
     def every_head(self, x: Tensor) -> Tensor:
         """Q of every head, one head at a time, at x = [z; a]: (B, in) -> (num_q, B, 1)."""
