@@ -52,6 +52,15 @@ def test_registered_on_bench_subparsers():
         parser.parse_args(["bench", "tdmpc2", "--src", "/x", "--size", "19m"])
     with pytest.raises(SystemExit):
         parser.parse_args(["bench", "tdmpc2"])  # --src is required
+    assert (args.compile, args.precision) == (False, "float32")
+    args = parser.parse_args(["bench", "tdmpc2", "--src", "/x", "--compile"])
+    assert args.compile is True
+    args = parser.parse_args(["bench", "tdmpc2", "--src", "/x", "--compile", "planner",
+                              "--precision", "bfloat16"])
+    assert (args.compile, args.precision) == ("planner", "bfloat16")
+    for bad in (["--compile", "update"], ["--precision", "float16"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["bench", "tdmpc2", "--src", "/x", *bad])
 
 
 def test_paired_ratios_and_latency_stats():

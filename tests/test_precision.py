@@ -11,6 +11,7 @@ from wmil_core.agents.iqmpc import IQMPC, IQMPCConfig
 from wmil_core.buffer import Batch
 from wmil_core.config import from_dict
 from wmil_core.nn.layers import QEnsemble
+from wmil_core.planning import shared_trajectory_value
 
 torch.set_num_threads(1)
 
@@ -97,3 +98,14 @@ def test_bfloat16_agent_acts_in_float32_and_resumes_exactly():
 def test_unknown_precision_is_refused():
     with pytest.raises(ValueError, match="precision"):
         from_dict(IQMPCConfig, {"precision": "float16"})
+
+
+def test_compile_planner_compiles_the_planner_alone():
+    cfg = from_dict(IQMPCConfig, {**TINY, "compile": "planner"})
+    agent = IQMPC(MODES["state"], 2, 50, cfg)
+    assert agent._value_fn is not shared_trajectory_value  # compiled (lazily, on first call)
+    assert agent._model_loss_fn == agent._model_losses and agent._pi_loss_fn == agent._pi_loss
+    full = IQMPC(MODES["state"], 2, 50, from_dict(IQMPCConfig, {**TINY, "compile": True}))
+    assert full._model_loss_fn != full._model_losses
+    with pytest.raises(ValueError, match="compile"):
+        from_dict(IQMPCConfig, {"compile": "update"})

@@ -174,7 +174,7 @@ def _timed(fn: Callable[[], Any]) -> float:
 
 def compare(src: str, size: str = "1m", task: str = "dmc/reacher-easy", updates: int = 20,
             plans: int = 30, threads: int = 1, out: str | Path | None = None,
-            warmup: int = 3, seed: int = 0, compile: bool = False,
+            warmup: int = 3, seed: int = 0, compile: bool | str = False,
             precision: str = "float32") -> dict[str, Any]:
     """Time TD-MPC2 and wmil IQ-MPC updates and plans at the same sizes, alternating calls.
 
@@ -311,7 +311,8 @@ def print_table(r: dict[str, Any]) -> None:
     print(f"TD-MPC2 vs wmil IQ-MPC, size {r['size']} (enc {r['model']['enc_dim']}, mlp "
           f"{r['model']['mlp_dim']}, latent {r['model']['latent_dim']}, {r['model']['num_q']} Q), "
           f"{r['task']}, {r['threads']} threads, matmul {g['start']:.0f}/{g['end']:.0f} GFLOP/s"
-          + (", wmil torch.compile'd" if r.get("wmil_compiled") else ", both eager")
+          + {True: ", wmil torch.compile'd", "planner": ", wmil's planner torch.compile'd"}.get(
+              r.get("wmil_compiled"), ", both eager")
           + f", wmil {r.get('wmil_precision', 'float32')}")
     ratio = r["ratio_tdmpc2_over_wmil"]
     rows = [("update", "TD-MPC2 (256)", r["update"]["tdmpc2"], None),
@@ -327,7 +328,7 @@ def print_table(r: dict[str, Any]) -> None:
 
 def cmd_bench_tdmpc2(args: argparse.Namespace) -> int:
     """Run :func:`compare` and print its table."""
-    tail = ("-compiled" if args.compile else "") + (
+    tail = {True: "-compiled", "planner": "-compiled-planner"}.get(args.compile, "") + (
         f"-{args.precision}" if args.precision != "float32" else "")
     out = args.out or f"bench/tdmpc2-compare-{args.size}{tail}.json"
     r = compare(args.src, args.size, args.task, args.updates, args.plans, args.threads, out=out,
@@ -335,6 +336,13 @@ def cmd_bench_tdmpc2(args: argparse.Namespace) -> int:
     print_table(r)
     print(f"wrote {out}")
     return 0
+
+
+def _compile_arg(value: str) -> bool | str:
+    """``--compile`` takes no value (update and planner) or ``planner``."""
+    if value != "planner":
+        raise argparse.ArgumentTypeError(f"expected 'planner' or no value, got {value!r}")
+    return value
 
 
 def add_command(bench_sub: Any) -> argparse.ArgumentParser:
@@ -347,8 +355,9 @@ def add_command(bench_sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--updates", type=int, default=20)
     p.add_argument("--plans", type=int, default=30)
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile wmil's update and planner (TD-MPC2 stays eager)")
+    p.add_argument("--compile", nargs="?", const=True, default=False, type=_compile_arg,
+                   help="torch.compile wmil's update and planner, or with 'planner' the "
+                        "planner alone (TD-MPC2 stays eager)")
     p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
                    help="wmil's matmul precision (IQMPCConfig.precision); TD-MPC2: float32")
     p.add_argument("--out", default=None,
