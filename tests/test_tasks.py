@@ -172,3 +172,31 @@ def test_action_repeat_matches_stepping_dm_control_directly():
         r = ref.step(a).reward + (ts := ref.step(a)).reward
         assert info["reward"] == pytest.approx(r, abs=1e-12)
         assert np.array_equal(obs["features"], ts.observation["position"].astype(np.float32))
+
+
+def test_difference_features_read_two_observations():
+    """jaco/reach-site publishes the target relative to the pinch site ("a - b" in its YAML)."""
+    env = make_env("jaco/reach-site", "state", seed=0)
+    try:
+        layout = env.backend.feature_layout()
+        rel = "target_position - jaco_arm/jaco_hand/pinch_site_pos"
+        assert list(layout.values()) == [(0, 3), (3, 3), (6, 3)] and rel in layout
+        for seed in (0, 1):
+            obs, _ = env.reset(seed=seed)
+            for _ in range(5):
+                f = obs["features"]
+                assert np.allclose(f[6:9], f[0:3] - f[3:6], atol=1e-6)
+                obs, *_ = env.step(env.action_space.sample())
+        assert np.linalg.norm(f[6:9]) > 0.01  # the hand is not on the target at random
+    finally:
+        env.close()
+    from wmil_core.tasks.backends import DmcBackend
+
+    bad = TaskSpec(name="dmc/x", family="dmc", env_id="cartpole:swingup",
+                   features=("position - velocity",))  # (3,) and (2,)
+    with pytest.raises(ValueError, match="subtracts shapes"):
+        DmcBackend(bad, seed=0)
+    bad = TaskSpec(name="dmc/x", family="dmc", env_id="reacher:easy",
+                   features=("to_target - nowhere",))
+    with pytest.raises(ValueError, match="no observation 'nowhere'"):
+        DmcBackend(bad, seed=0)

@@ -14,6 +14,31 @@ import numpy as np
 from wmil_core.tasks.spec import TaskSpec
 
 
+def feature_parts(key: str) -> list[str]:
+    """The simulator observations a feature key reads: ``"a - b"`` (a difference, such as a
+    target's position relative to the hand) reads a and b, any other key itself."""
+    return [p.strip() for p in key.split(" - ", 1)] if " - " in key else [key]
+
+
+def _check_features(name: str, keys: list[str], obs: Any) -> None:
+    """ValueError naming the first feature key whose observation ``obs`` lacks."""
+    for key in keys:
+        missing = [p for p in feature_parts(key) if p not in obs]
+        if missing:
+            raise ValueError(f"{name}: no observation {missing[0]!r} (has {list(obs)})")
+        parts = [np.asarray(obs[p]) for p in feature_parts(key)]
+        if len(parts) == 2 and parts[0].shape != parts[1].shape:
+            raise ValueError(f"{name}: feature {key!r} subtracts shapes "
+                             f"{parts[0].shape} and {parts[1].shape}")
+
+
+def _feature(obs: Any, key: str) -> np.ndarray:
+    parts = feature_parts(key)
+    if len(parts) == 1:
+        return np.asarray(obs[key])
+    return np.asarray(obs[parts[0]], np.float64) - np.asarray(obs[parts[1]], np.float64)
+
+
 def _flatten(values: list[np.ndarray]) -> np.ndarray:
     if not values:
         return np.zeros(0, dtype=np.float32)
@@ -55,7 +80,7 @@ class Backend:
         """Each feature key's (first index, size) in :meth:`features`."""
         layout, first = {}, 0
         for key in self.feature_keys:
-            size = int(np.asarray(self._obs[key]).size)
+            size = int(_feature(self._obs, key).size)
             layout[key] = (first, size)
             first += size
         return layout
@@ -89,9 +114,7 @@ class DmcBackend(Backend):
         self._obs = env.reset().observation
         self._bind()
         keys = list(self._obs) if spec.features == "all" else list(spec.features)
-        missing = [k for k in keys if k not in self._obs]
-        if missing:
-            raise ValueError(f"{spec.name}: no observation {missing[0]!r} (has {list(self._obs)})")
+        _check_features(spec.name, keys, self._obs)
         self.feature_keys = keys
 
     def _bind(self) -> None:
@@ -127,7 +150,7 @@ class DmcBackend(Backend):
         return float(reward or 0.0), ended
 
     def features(self) -> np.ndarray:
-        return _flatten([self._obs[k] for k in self.feature_keys])
+        return _flatten([_feature(self._obs, k) for k in self.feature_keys])
 
 
 class JacoBackend(DmcBackend):
@@ -164,9 +187,7 @@ class MyoBackend(Backend):
         self.env.reset(seed=seed)
         obs = self.u.get_obs_dict(self.u._accessor)  # noqa: SLF001
         keys = list(obs) if spec.features == "all" else list(spec.features)
-        missing = [k for k in keys if k not in obs]
-        if missing:
-            raise ValueError(f"{spec.name}: no observation {missing[0]!r} (has {list(obs)})")
+        _check_features(spec.name, keys, obs)
         self.feature_keys = keys
         self._obs = obs
         self._solved = False
@@ -183,7 +204,7 @@ class MyoBackend(Backend):
         return float(reward), bool(terminated)
 
     def features(self) -> np.ndarray:
-        return _flatten([self._obs[k] for k in self.feature_keys])
+        return _flatten([_feature(self._obs, k) for k in self.feature_keys])
 
     def solved(self) -> bool:
         return self._solved

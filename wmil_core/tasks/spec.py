@@ -23,7 +23,8 @@ class TaskSpec:
     ``joints`` selects the robot joints published as ``joints`` (positions then velocities):
     ``"actuated"`` (joints driven by an actuator, in model order), ``"all"`` (every hinge or
     slide joint), a list of joint names, or ``{"exclude": [names]}`` (all but those).
-    ``features`` lists simulator observation keys concatenated into ``features``, or ``"all"``.
+    ``features`` lists simulator observation keys concatenated into ``features`` (``"a - b"``:
+    the difference of two observations of one shape), or ``"all"``.
     """
 
     name: str  # registry name, e.g. "dmc/cartpole-swingup"
