@@ -374,6 +374,29 @@ def test_bench_speed_eager_mish_baseline_times_a_twin_without_the_fused_kernels(
         speed("cpu", updates=1, plans=1, eager_mish=True, autograd_mish=True)
 
 
+def test_bench_speed_float32_baseline_times_a_float32_twin_of_a_bfloat16_agent(
+        tmp_path, monkeypatch):
+    from wmil_core.agents import iqmpc
+    from wmil_core.bench import speed
+
+    made = []
+    real = iqmpc.IQMPC.__init__
+
+    def spy(self, *a, **kw):
+        real(self, *a, **kw)
+        made.append(self.cfg.precision)
+
+    monkeypatch.setattr(iqmpc.IQMPC, "__init__", spy)
+    r = speed("cpu", updates=2, plans=1, threads=1, out=tmp_path / "b.json", float32=True,
+              overrides={"precision": "bfloat16"})
+    assert made == ["bfloat16", "float32"]  # the agent, then its twin
+    assert r["float32_baseline"] and r["baseline"] == "float32"
+    assert r["float32"]["update"]["n"] == 2 and r["float32"]["plan"]["n"] == 1
+    assert r["speedup_vs_float32"]["update"]["median_paired"] > 0
+    with pytest.raises(ValueError, match="float32 twin"):
+        speed("cpu", updates=1, plans=1, float32=True)  # the agent is float32 already
+
+
 def test_steps_axis_labels_thousands_readably():
     import matplotlib
 

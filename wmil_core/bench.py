@@ -20,7 +20,8 @@ def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updat
           plans: int = 50, threads: int = 0, seed: int = 0,
           out: str | Path | None = None, compile: bool = False,
           autograd_mish: bool = False, overrides: dict[str, Any] | None = None,
-          per_sample_value: bool = False, eager_mish: bool = False) -> dict[str, Any]:
+          per_sample_value: bool = False, eager_mish: bool = False,
+          float32: bool = False) -> dict[str, Any]:
     """Time IQ-MPC updates and planning steps for ``preset`` on ``task``'s observation spec.
 
     ``overrides``: changes to the preset's IQ-MPC config (e.g. ``{"grad_pen": 0.6}``).
@@ -36,6 +37,8 @@ def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updat
     doing the start's work once (``planning.shared_trajectory_value``, the agent's own).
     ``eager_mish``: the same way, against a twin whose Mish (and LayerNorm before it) runs
     as eager operators instead of the fused kernels (``layers.FUSED_MISH`` off).
+    ``float32``: the same way, a bfloat16 agent (``overrides`` precision bfloat16) against a
+    float32 twin, compiled alike.
     """
     from wmil_core.agents.iqmpc import IQMPC
     from wmil_core.buffer import EpisodeBuffer
@@ -48,24 +51,30 @@ def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updat
     env = make_env(task, obs, seed=seed)  # type: ignore[arg-type]
     spec = env.obs_spec()
     a_dim = int(env.action_space.shape[0])
-    baselines = [compile and not (per_sample_value or eager_mish), autograd_mish,
-                 per_sample_value, eager_mish]
+    twin_compiled = per_sample_value or eager_mish or float32  # baselines compiled alike
+    baselines = [compile and not twin_compiled, autograd_mish, per_sample_value, eager_mish,
+                 float32]
     if sum(baselines) > 1:
         raise ValueError("compare with one baseline at a time: --compile (against eager), "
-                         "--autograd-mish, --per-sample-value or --eager-mish")
+                         "--autograd-mish, --per-sample-value, --eager-mish or --float32")
+    if float32 and (overrides or {}).get("precision") != "bfloat16":
+        raise ValueError("--float32: times a bfloat16 agent against a float32 twin; "
+                         "give --agent '{\"precision\": \"bfloat16\"}'")
     # variant label -> (compile, hand-written Mish backward, shared-start planner value,
     # fused Mish kernels); the first is the one reported
     fused = layers.FUSED_MISH
     variants = {"main": (compile, True, True, fused)}
     base = ("per_sample_value" if per_sample_value else "eager_mish" if eager_mish
-            else "eager" if compile else "autograd_mish" if autograd_mish else None)
+            else "float32" if float32 else "eager" if compile
+            else "autograd_mish" if autograd_mish else None)
     if base:
-        variants[base] = (compile and (per_sample_value or eager_mish), not autograd_mish,
+        variants[base] = (compile and twin_compiled, not autograd_mish,
                           not per_sample_value, fused and not eager_mish)
     agents = {}
     for label, (c, _, shared, _) in variants.items():
         torch.manual_seed(seed)
-        cfg = agent_config(preset, {**(overrides or {}), "compile": c})
+        twin = {"precision": "float32"} if label == "float32" else {}
+        cfg = agent_config(preset, {**(overrides or {}), "compile": c, **twin})
         agents[label] = IQMPC({k: tuple(v["shape"]) for k, v in spec.items()}, a_dim,
                               env.episode_length, cfg, seed=seed)
         if not shared:  # the baseline's planner: every sample from its own copy of the start
@@ -131,6 +140,7 @@ def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updat
         "autograd_mish_baseline": autograd_mish,
         "per_sample_value_baseline": per_sample_value,
         "eager_mish_baseline": eager_mish,
+        "float32_baseline": float32,
         "baseline": base,  # the twin's label (its timings and speed-ups are keyed by it)
         "fused_mish": fused,
         "warmup_s": warmup_s["main"],  # 3 updates and a plan, including compilation

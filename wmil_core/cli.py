@@ -311,6 +311,7 @@ SPEED_BASELINES = {
     "eager_mish": ("eager Mish ops", "fused-Mish", ("update", "plan")),
     "eager": ("eager", "compiled", ("update", "plan")),
     "autograd_mish": ("autograd's Mish backward", "hand-written backward", ("update",)),
+    "float32": ("float32", "bfloat16", ("update", "plan")),
 }
 
 
@@ -321,12 +322,13 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
     suffix = ("-compiled" if args.compile else "") + (
         "-vs-per-sample-value" if args.per_sample_value
         else "-vs-eager-mish" if args.eager_mish
+        else "-vs-float32" if args.float32
         else "-vs-autograd-mish" if args.autograd_mish else "")
     out = args.out or f"bench/speed-{args.preset}{suffix}.json"
     r = speed(args.preset, args.task, args.obs, args.updates, args.plans, args.threads,
               out=out, compile=args.compile, autograd_mish=args.autograd_mish,
               overrides=args.agent, per_sample_value=args.per_sample_value,
-              eager_mish=args.eager_mish)
+              eager_mish=args.eager_mish, float32=args.float32)
     print(f"preset {r['preset']}"
           + (f" with {json.dumps(r['agent_overrides'])}" if r["agent_overrides"] else "")
           + f" on {r['task']} ({r['obs']}), {r['threads']} threads, "
@@ -514,6 +516,9 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--per-sample-value", dest="per_sample_value", action="store_true",
                     help="also time a twin agent (compiled alike) whose planner values each "
                          "sample from its own copy of the start, alternating")
+    bs.add_argument("--float32", action="store_true",
+                    help="with --agent '{\"precision\": \"bfloat16\"}': also time a float32 "
+                         "twin (compiled alike), alternating")
     bs.add_argument("--out", default=None)
     bs.set_defaults(func=cmd_bench_speed)
 

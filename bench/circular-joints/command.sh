@@ -20,5 +20,15 @@ train() {  # train NAME CONFIG: start, or resume a killed run
     else wmil train --config "$2" --out "$run" > "$run.log" 2>&1; fi
 }
 train reacher-s0 "$D/reacher.yaml" &
-train jaco-s0 "$D/jaco.yaml" &
+train jaco-s0 "$D/jaco.yaml" &  # stopped at 20k (0.00-0.04 at 0-20k)
+wait
+# (jaco-s0 ran at commit e4daabc, when jaco/reach-site published 6 features; from 59623cb on
+# it publishes 9, the target relative to the pinch site added, and demos collected now have
+# them.) The same jaco run with the 9 features, and reacher's seed 1:
+[ -f "$D/demos/jaco20-rel.h5" ] || wmil demos collect --task jaco/reach-site --episodes 20 \
+    --obs state --out "$D/demos/jaco20-rel.h5" --seed 0
+sed "s#demos/jaco20.h5#demos/jaco20-rel.h5#" "$D/jaco.yaml" > "$D/runs/jaco-rel.yaml"
+sed "s/^seed: 0$/seed: 1/" "$D/reacher.yaml" > "$D/runs/reacher-s1.yaml"
+train reacher-s1 "$D/runs/reacher-s1.yaml" &
+train jaco-rel-s0 "$D/runs/jaco-rel.yaml" &
 wait
