@@ -192,6 +192,10 @@ def layer_norm_mish(x: Tensor, weight: Tensor, bias: Tensor, eps: float, d: int,
     positions in place (x must be the caller's own fresh pre-activation) and the kernels
     scale the rest, two passes fewer each way.
     """
+    if x.dtype != weight.dtype and torch.is_autocast_enabled(x.device.type):
+        # reduced-precision activations stay so (the next matmul reads them): the affine
+        # follows x's dtype, as autocast casts a linear layer's weight
+        weight, bias = weight.to(x.dtype), bias.to(x.dtype)
     if _fusable():
         e = 1 if weight.dim() == 1 else weight.shape[0]
         grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
