@@ -13,3 +13,4 @@ mkdir -p "$D/demos" "$D/runs"
 run="$D/runs/cartpole-s0"
 if [ -f "$run/checkpoints/latest.pt" ]; then wmil train --resume "$run" >> "$run.log" 2>&1
 else wmil train --config "$D/cartpole.yaml" --out "$run" > "$run.log" 2>&1; fi
+python bench/reacher-sym-branch-20k/summarize.py "$D"  # curves.json

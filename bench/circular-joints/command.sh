@@ -32,3 +32,23 @@ sed "s/^seed: 0$/seed: 1/" "$D/reacher.yaml" > "$D/runs/reacher-s1.yaml"
 train reacher-s1 "$D/runs/reacher-s1.yaml" &
 train jaco-rel-s0 "$D/runs/jaco-rel.yaml" &
 wait
+# the two seed-0 runs' 60k checkpoints (with and without --circular-joints) on the same 30
+# held-out targets
+wmil eval "$D/runs/reacher-s0" --episodes 30 --seed 20000 --threads 1 \
+    --out "$D/eval-reacher-s0-60k-seed20000-n30.json"
+wmil eval bench/reacher-sym-branch-20k/runs/plain-s0 --episodes 30 --seed 20000 --threads 1 \
+    --out "$D/eval-plain-s0-60k-seed20000-n30.json"
+# curves.json from the runs
+python bench/reacher-sym-branch-20k/summarize.py "$D"
+# behaviour cloning on the 9-feature jaco demos, 5000 updates, raw and circular joints:
+# evaluation seeds (10000-) and the demos' own seeds (0-)
+for c in "" "--circular-joints"; do
+    n=bc${c:+-circ}
+    [ -d "$D/runs/jaco-rel-$n" ] || wmil train --task jaco/reach-site \
+        --demos "$D/demos/jaco20-rel.h5" --method bc \
+        --offline-steps 5000 --steps 0 --eval-episodes 10 $c --seed 0 --threads 1 \
+        --out "$D/runs/jaco-rel-$n"
+    cp "$D/runs/jaco-rel-$n/eval.json" "$D/eval-jaco-rel-$n-5000upd-seed10000.json"
+    wmil eval "$D/runs/jaco-rel-$n" --episodes 10 --seed 0 --threads 1 \
+        --out "$D/eval-jaco-rel-$n-5000upd-seed0.json"
+done
