@@ -12,5 +12,5 @@ mkdir -p "$D/demos" "$D/runs"
     --episodes 10 --obs state --out "$D/demos/cartpole10.h5" --seed 0
 run="$D/runs/cartpole-s0"
 if [ -f "$run/checkpoints/latest.pt" ]; then wmil train --resume "$run" >> "$run.log" 2>&1
-else wmil train --config "$D/cartpole.yaml" --out "$run" > "$run.log" 2>&1; fi
+else wmil train --config "$D/cartpole.yaml" --out "$run" > "$run.log" 2>&1; fi  # stopped at 25k
 python bench/reacher-sym-branch-20k/summarize.py "$D"  # curves.json

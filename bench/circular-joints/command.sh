@@ -29,8 +29,8 @@ wait
     --obs state --out "$D/demos/jaco20-rel.h5" --seed 0
 sed "s#demos/jaco20.h5#demos/jaco20-rel.h5#" "$D/jaco.yaml" > "$D/runs/jaco-rel.yaml"
 sed "s/^seed: 0$/seed: 1/" "$D/reacher.yaml" > "$D/runs/reacher-s1.yaml"
-train reacher-s1 "$D/runs/reacher-s1.yaml" &
-train jaco-rel-s0 "$D/runs/jaco-rel.yaml" &
+train reacher-s1 "$D/runs/reacher-s1.yaml" &  # stopped at 33k (last evaluation 30k)
+train jaco-rel-s0 "$D/runs/jaco-rel.yaml" &  # stopped at 43k (last evaluation 40k)
 wait
 # the two seed-0 runs' 60k checkpoints (with and without --circular-joints) on the same 30
 # held-out targets
