@@ -58,6 +58,13 @@ def test_registered_on_bench_subparsers():
     args = parser.parse_args(["bench", "tdmpc2", "--src", "/x", "--compile", "planner",
                               "--precision", "bfloat16"])
     assert (args.compile, args.precision) == ("planner", "bfloat16")
+    import typing
+
+    from wmil_core.agents.iqmpc import Precision
+
+    choices = next(a.choices for a in bench._subparsers._group_actions[0].choices["tdmpc2"]
+                   ._actions if a.dest == "precision")
+    assert list(choices) == list(typing.get_args(Precision))  # the config's precisions
     for bad in (["--compile", "update"], ["--precision", "float16"]):
         with pytest.raises(SystemExit):
             parser.parse_args(["bench", "tdmpc2", "--src", "/x", *bad])

@@ -29,6 +29,9 @@ from wmil_core.losses import (
 from wmil_core.planning import PlannerConfig, plan, sample_noise, shared_trajectory_value
 from wmil_core.world_model import ModelConfig, WorldModel
 
+# matrix-product precisions of the update and planner (IQMPCConfig.precision)
+Precision = Literal["float32", "bfloat16"]
+
 
 def discount_for(episode_length: int, denom: float = 5.0, lo: float = 0.95,
                  hi: float = 0.995) -> float:
@@ -83,7 +86,7 @@ class IQMPCConfig:
     # weights, optimiser, losses and the Q heads' scalar output stay float32). On CPUs with
     # AMX (or GPUs with tensor cores) that multiplies matmul throughput (README: measured);
     # exported bundles are float32 either way. float32: everything in float32 (the default)
-    precision: Literal["float32", "bfloat16"] = "float32"
+    precision: Precision = "float32"
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
