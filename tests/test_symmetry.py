@@ -41,7 +41,8 @@ def test_a_turned_reacher_episode_is_the_turned_observations_of_the_original():
     theta = 2.1
     env, turned = make_env("dmc/reacher-easy", seed=3), make_env("dmc/reacher-easy", seed=3)
     sym = symmetry_of(env)
-    assert sym == PlanarRotation(joint=0, vectors=(0,))  # shoulder; to_target's x, y
+    # shoulder (axis up, anchored at the origin); to_target's x, y
+    assert sym == PlanarRotation(joint=0, vectors=(0,), center=(0.0, 0.0), direction=1.0)
     obs, _ = env.reset(seed=3)
     turned.reset(seed=3)
     phys = turned.backend.env.physics
@@ -70,6 +71,44 @@ def test_a_turned_reacher_episode_is_the_turned_observations_of_the_original():
     assert torch.equal(rotated.action, batch.action)
     # and the turn changed something: the test is not comparing an episode with itself
     assert np.abs(np.array(turned_feats) - np.array(feats)).max() > 0.05
+
+
+def test_a_turned_jaco_episode_is_the_turned_observations_of_the_original():
+    """The Jaco's declared rotation is exact too: its first joint's axis points down (so the
+    joint turns by -theta for a scene turned by +theta) and is anchored at (0, 0.4), not at the
+    origin; target and pinch positions turn about the anchor, their difference about 0."""
+    theta = -2.3
+    env, turned = make_env("jaco/reach-site", seed=3), make_env("jaco/reach-site", seed=3)
+    sym = symmetry_of(env)
+    assert sym.direction == -1.0 and sym.center == pytest.approx((0.0, 0.4))
+    assert (sym.joint, sym.vectors, sym.points) == (0, (6,), (0, 3))
+    env.reset(seed=3)
+    turned.reset(seed=3)
+    phys = turned.backend.env.physics
+    phys.named.data.qpos["jaco_arm/joint_1"] -= theta
+    c, s = math.cos(theta), math.sin(theta)
+    x, y = phys.named.model.site_pos["target_site"][:2].copy()
+    y -= 0.4
+    phys.named.model.site_pos["target_site"][:2] = [c * x - s * y, s * x + c * y + 0.4]
+    phys.forward()
+    rng = np.random.default_rng(0)
+    joints, feats, actions, turned_joints, turned_feats = [], [], [], [], []
+    for _ in range(10):
+        a = rng.uniform(-1, 1, 9).astype(np.float32)
+        obs, *_ = env.step(a)
+        o2, *_ = turned.step(a)
+        joints.append(obs["joints"])
+        feats.append(obs["features"])
+        actions.append(a)
+        turned_joints.append(o2["joints"])
+        turned_feats.append(o2["features"])
+    batch = _as_batch(joints, feats, actions[:-1])
+    rotated = sym.rotate(batch, torch.tensor([theta]))
+    np.testing.assert_allclose(rotated.obs["joints"][:, 0].numpy(), np.array(turned_joints),
+                               atol=1e-4)
+    np.testing.assert_allclose(rotated.obs["features"][:, 0].numpy(), np.array(turned_feats),
+                               atol=1e-4)
+    assert np.abs(np.array(turned_feats) - np.array(feats)).max() > 0.1
 
 
 def test_augment_turns_each_subtrajectory_by_one_random_angle():
@@ -112,6 +151,28 @@ def test_symmetry_declarations_and_their_errors():
                      joints=("shoulder", "wrist"), features=("to_target", "position"),
                      symmetry={"rotation": {"joint": "shoulder", "vectors": ["position"]}})
     assert symmetry_of(make_env(three)) == PlanarRotation(joint=0, vectors=(2,))  # after x, y
+    pole = dict(name="dmc/cartpole-swingup", family="dmc", env_id="cartpole:swingup",
+                joints=("slider", "hinge_1"), features=("position",))
+    with pytest.raises(ValueError, match="'slider' is not an unlimited hinge"):
+        symmetry_of(make_env(TaskSpec(**pole, symmetry={"rotation": {
+            "joint": "slider", "vectors": ["position"]}})))
+    with pytest.raises(ValueError, match="'hinge_1' turns about .* not the vertical axis"):
+        symmetry_of(make_env(TaskSpec(**pole, symmetry={"rotation": {
+            "joint": "hinge_1", "points": ["position"]}})))
+    with pytest.raises(ValueError, match="symmetry must be"):
+        TaskSpec(name="dmc/x", family="dmc", env_id="reacher:easy",
+                 symmetry={"rotation": {"joint": "shoulder", "centre": [0, 0]}})
+
+
+def test_points_turn_about_the_hinge_anchor_and_vectors_about_the_origin():
+    """Hand-computed: a quarter turn about (1, 2) takes the point (2, 2, 5) to (1, 3, 5) and
+    the vector (1, 0, 5) to (0, 1, 5); a hinge whose axis points down moves by -pi/2."""
+    sym = PlanarRotation(joint=1, vectors=(3,), points=(0,), center=(1.0, 2.0), direction=-1.0)
+    batch = _as_batch([np.float32([0.5, 0.25])], [np.float32([2, 2, 5, 1, 0, 5])], [])
+    out = sym.rotate(batch, torch.tensor([math.pi / 2]))
+    assert torch.allclose(out.obs["features"][0, 0], torch.tensor([1.0, 3.0, 5.0, 0.0, 1.0, 5.0]),
+                          atol=1e-6)
+    assert torch.allclose(out.obs["joints"][0, 0], torch.tensor([0.5, 0.25 - math.pi / 2]))
 
 
 def test_training_turns_expert_batches_only(tmp_path):

@@ -1,17 +1,23 @@
 """Demonstration augmentation by a task's declared symmetry.
 
-A task whose dynamics and goal distribution do not change when the whole scene turns about
-the robot's base axis (planar reachers: the shoulder is an unlimited hinge, the target's angle
-is uniform) declares it in its task file::
+A task whose dynamics do not change when the whole scene turns about the robot's base axis
+(a vertical unlimited hinge: the planar reacher's shoulder, the Jaco's first joint) declares it
+in its task file::
 
     symmetry: {rotation: {joint: shoulder, vectors: [to_target]}}
+    symmetry: {rotation: {joint: jaco_arm/joint_1, vectors: [target - pinch],
+                          points: [target, pinch]}}
 
-Turning the scene by theta adds theta to that joint's position and turns each named 2-D
-feature vector (world-frame x, y) by theta counter-clockwise; velocities and actions do not
-change. The expert's state distribution over random goals is invariant under these turns,
-so a few demonstrations, each turned by a random angle whenever it is sampled, stand for
-the same behaviour at every goal angle (``wmil train --demo-symmetry``; README: what it
-buys on reacher). Only expert batches are turned: behaviour data is what the agent did.
+Turning the scene by theta (counter-clockwise seen from above) turns each named feature
+``vector`` (world-frame x, y, and z if it has one, which stays) by theta about the origin and
+each ``point`` (a world-frame position) by theta about the hinge's anchor, and moves the hinge
+by theta, or by -theta when its axis points down; anchor and direction are read from the
+simulator. Velocities and actions do not change. Where the goal's angle about that axis is
+uniform (reacher) the expert's state distribution is invariant under these turns; where it is
+not (the Jaco's target box) the turns widen it. Either way a few demonstrations, each turned by
+a random angle whenever it is sampled, stand for the same behaviour at goals all around
+(``wmil train --demo-symmetry``; README: what it buys on reacher and the Jaco).
+``--behaviour-symmetry`` turns behaviour batches the same way.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import dataclasses
 import math
 from typing import Any
 
+import mujoco
 import numpy as np
 import torch
 
@@ -32,6 +39,9 @@ class PlanarRotation:
 
     joint: int  # index in ``joints`` of the rotated hinge's position
     vectors: tuple[int, ...]  # index in ``features`` of each vector's x (y follows)
+    points: tuple[int, ...] = ()  # index in ``features`` of each world position's x
+    center: tuple[float, float] = (0.0, 0.0)  # the hinge's anchor (world x, y)
+    direction: float = 1.0  # the hinge's angle change per scene turn: +1 axis up, -1 down
 
     def augment(self, batch: Batch, rng: np.random.Generator) -> Batch:
         """``batch`` with each sub-trajectory turned by its own uniform random angle."""
@@ -43,12 +53,16 @@ class PlanarRotation:
     def rotate(self, batch: Batch, theta: torch.Tensor) -> Batch:
         """``batch`` turned by ``theta`` (B,), one angle per sub-trajectory."""
         joints = batch.obs["joints"].clone()
-        joints[..., self.joint] += theta.to(joints.dtype)
+        joints[..., self.joint] += self.direction * theta.to(joints.dtype)
         feats = batch.obs["features"].clone()
         c, s = torch.cos(theta), torch.sin(theta)
         for i in self.vectors:
             x, y = feats[..., i], feats[..., i + 1]
             feats[..., i], feats[..., i + 1] = c * x - s * y, s * x + c * y
+        cx, cy = self.center
+        for i in self.points:
+            x, y = feats[..., i] - cx, feats[..., i + 1] - cy
+            feats[..., i], feats[..., i + 1] = c * x - s * y + cx, s * x + c * y + cy
         obs = {**batch.obs, "joints": joints, "features": feats}
         return batch._replace(obs=obs)
 
@@ -57,7 +71,8 @@ def symmetry_of(env: Any) -> PlanarRotation:
     """The symmetry ``env``'s task declares, resolved to observation indices.
 
     ValueError (one line) when the task declares none, the observation mode lacks the state
-    keys it acts on, or the declaration names a joint or feature the task does not publish.
+    keys it acts on, the declaration names a joint or feature the task does not publish, or
+    the joint is not an unlimited hinge about a vertical axis.
     """
     spec = env.spec_
     name = spec.name
@@ -72,14 +87,31 @@ def symmetry_of(env: Any) -> PlanarRotation:
     if rot["joint"] not in env.joint_names:
         raise ValueError(f"{name}: symmetry joint {rot['joint']!r} is not among the published "
                          f"joints {env.joint_names}")
+    joint = env.joint_names.index(rot["joint"])
+    model, data = env.backend.model, env.backend.data
+    jid = env.joint_ids[joint]
+    if joint not in env.angle_joints():
+        raise ValueError(f"{name}: symmetry joint {rot['joint']!r} is not an unlimited hinge")
+    mujoco.mj_kinematics(model, data)  # world-frame anchor and axis of the current pose
+    axis, anchor = np.asarray(data.xaxis[jid]), np.asarray(data.xanchor[jid])
+    if abs(abs(float(axis[2])) - 1.0) > 1e-6:
+        raise ValueError(f"{name}: symmetry joint {rot['joint']!r} turns about {axis.round(3)}, "
+                         f"not the vertical axis")
     layout = env.backend.feature_layout()
-    starts = []
-    for key in rot["vectors"]:
-        if key not in layout:
-            raise ValueError(f"{name}: symmetry vector {key!r} is not among the features "
-                             f"{list(layout)}")
-        first, size = layout[key]
-        if size != 2:
-            raise ValueError(f"{name}: symmetry vector {key!r} has {size} components, not 2")
-        starts.append(first)
-    return PlanarRotation(joint=env.joint_names.index(rot["joint"]), vectors=tuple(starts))
+
+    def starts(kind: str) -> tuple[int, ...]:
+        out = []
+        for key in rot.get(kind, []):
+            if key not in layout:
+                raise ValueError(f"{name}: symmetry {kind[:-1]} {key!r} is not among the "
+                                 f"features {list(layout)}")
+            first, size = layout[key]
+            if size not in (2, 3):
+                raise ValueError(f"{name}: symmetry {kind[:-1]} {key!r} has {size} components, "
+                                 f"not 2 or 3 (x, y[, z])")
+            out.append(first)
+        return tuple(out)
+
+    return PlanarRotation(joint=joint, vectors=starts("vectors"), points=starts("points"),
+                          center=(float(anchor[0]), float(anchor[1])),
+                          direction=1.0 if axis[2] > 0 else -1.0)

@@ -39,7 +39,8 @@ class TaskSpec:
     modes: tuple[str, ...] = OBS_MODES
     success: SuccessRule = "none"
     expert: str | None = None
-    # {rotation: {joint: <hinge>, vectors: [<2-D feature keys>]}}: see wmil_core.symmetry
+    # {rotation: {joint: <hinge>, vectors: [<feature keys>], points: [...]}}: see
+    # wmil_core.symmetry
     symmetry: Any = None
 
     def __post_init__(self) -> None:
@@ -74,11 +75,14 @@ class TaskSpec:
         if sym is not None:
             one = isinstance(sym, dict) and set(sym) == {"rotation"}
             rot = sym["rotation"] if one else None
-            if not (isinstance(rot, dict) and set(rot) == {"joint", "vectors"}
-                    and isinstance(rot["joint"], str) and isinstance(rot["vectors"], list)
-                    and rot["vectors"] and all(isinstance(v, str) for v in rot["vectors"])):
+            keys_ok = isinstance(rot, dict) and {"joint"} <= set(rot) <= {"joint", "vectors",
+                                                                          "points"}
+            lists = [rot.get(k, []) for k in ("vectors", "points")] if keys_ok else []
+            if not (keys_ok and isinstance(rot["joint"], str)
+                    and all(isinstance(v, list) for v in lists) and any(lists)
+                    and all(isinstance(k, str) for v in lists for k in v)):
                 raise ValueError(f"{self.name}: symmetry must be {{rotation: {{joint: <name>, "
-                                 f"vectors: [<feature keys>]}}}}")
+                                 f"vectors: [<feature keys>], points: [<feature keys>]}}}}")
 
 
 _FIELDS = {f.name for f in dataclasses.fields(TaskSpec)} - {"name", "family", "env_id"}
