@@ -151,7 +151,9 @@ def _torch_agent(bundle: Any, source: str | Path) -> Any:
     agent = IQMPC(shapes, bundle.action_dim, 1000, cfg)
     try:
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        agent.model.load_state_dict(state["agent"]["model"])
+        # the networks the bundle was exported from (export: IQMPC.deploy_model)
+        saved = state["agent"]
+        agent.model.load_state_dict(saved.get("ema_model", saved["model"]))
     except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is one user error
         raise ValueError(f"{ckpt}: not a checkpoint of this bundle's model ({exc})") from None
     agent.model.eval()

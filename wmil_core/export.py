@@ -486,10 +486,12 @@ def export_agent(agent: Any, out_dir: str | Path, meta: Mapping[str, Any],
     manifest = build_manifest(agent, meta)
     manifest["name"] = manifest["name"] or out_dir.name
     # copies: the caller's model is left untouched (mode, device, weights)
-    reference = copy.deepcopy(agent.model).cpu().eval()
+    # the networks evaluation plans with: the averaged copy when the agent keeps one
+    model = agent.deploy_model
+    reference = copy.deepcopy(model).cpu().eval()
     horizon = agent.cfg.planner.horizon
-    value_heads = resolve_value_heads(value_heads, agent.model.cfg.num_q)
-    specs = graph_specs(export_copy(agent.model), reference, agent.obs_shapes,
+    value_heads = resolve_value_heads(value_heads, model.cfg.num_q)
+    specs = graph_specs(export_copy(model), reference, agent.obs_shapes,
                         float(agent.gamma), float(agent.cfg.beta), horizon, value_start,
                         value_heads)
     tmp = staging_dir(out_dir, overwrite)

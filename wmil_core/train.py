@@ -365,6 +365,12 @@ class Trainer:
         ev = self.evaluate()
         row = {"step": self.step, "phase": "eval", "update": self.agent.updates,
                "wall_s": wall, **{k: v for k, v in ev.items() if not isinstance(v, list)}}
+        if getattr(self.agent, "ema_model", None) is not None:
+            # the averaged networks scored above; the online ones on the same episodes' seeds
+            with self.agent.online_evaluation():
+                online = self.evaluate()
+            row.update({f"online_{k}": online[k] for k in
+                        ("return_mean", "success_rate", "normalized_score")})
         best = max((h["normalized_score"] for h in self.history
                     if math.isfinite(h.get("normalized_score", math.nan))), default=-math.inf)
         self.history.append(row)

@@ -4,8 +4,10 @@ inverse soft-Q objective, acting by MPPI on rewards decoded from Q.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -87,6 +89,10 @@ class IQMPCConfig:
     # AMX (or GPUs with tensor cores) that multiplies matmul throughput (README: measured);
     # exported bundles are float32 either way. float32: everything in float32 (the default)
     precision: Precision = "float32"
+    # Polyak rate of an averaged copy of every network (encoder, dynamics, Q heads, prior),
+    # updated after each update; evaluation, ``wmil eval`` and export plan with the copy, while
+    # training's own rollouts stay with the online networks (0: off, no copy; beyond the paper)
+    ema: float = 0.0
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -96,6 +102,8 @@ class IQMPCConfig:
                 raise ValueError(f"{name}: must be > 0")
         if not 0 < self.tau <= 1:
             raise ValueError(f"tau: must be in (0, 1], got {self.tau}")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema: must be in [0, 1), got {self.ema}")
         if not 0 < self.rho <= 1:
             raise ValueError(f"rho: must be in (0, 1], got {self.rho}")
         if min(self.beta, self.grad_pen, self.pi_bc_coef, self.q_weight_decay,
@@ -138,6 +146,11 @@ class IQMPC:
         self.pi_optim = torch.optim.Adam(self.model._pi.parameters(), lr=cfg.lr, eps=1e-5,
                                          fused=True)
         self.model.eval()
+        # the averaged networks evaluation plans with (cfg.ema > 0), never trained directly
+        self.ema_model: WorldModel | None = None
+        if cfg.ema > 0:
+            self.ema_model = copy.deepcopy(self.model).requires_grad_(False)
+        self._eval_online = False  # online_evaluation(): evaluate the online networks
         self.generator = torch.Generator().manual_seed(seed)
         self._prev_mean: Tensor | None = None
         self.updates = 0
@@ -156,6 +169,20 @@ class IQMPC:
         return torch.autocast(self.device.type, dtype=torch.bfloat16,
                               enabled=self.cfg.precision == "bfloat16")
 
+    @property
+    def deploy_model(self) -> WorldModel:
+        """The networks evaluation and export use: the averaged copy when ``cfg.ema`` > 0."""
+        return self.ema_model if self.ema_model is not None else self.model
+
+    @contextlib.contextmanager
+    def online_evaluation(self) -> Iterator[None]:
+        """Within the block, evaluation (``eval_mode``) plans with the online networks."""
+        self._eval_online = True
+        try:
+            yield
+        finally:
+            self._eval_online = False
+
     # -- acting --------------------------------------------------------------------------------
     def obs_to_tensors(self, obs: Mapping[str, np.ndarray]) -> dict[str, Tensor]:
         """One observation dict (numpy) -> batched tensors on the device."""
@@ -165,14 +192,15 @@ class IQMPC:
     @torch.no_grad()
     def act(self, obs: Mapping[str, np.ndarray], t0: bool, eval_mode: bool = False) -> np.ndarray:
         """Action in [-1, 1]^A for one observation; ``t0`` marks an episode's first step."""
+        model = self.deploy_model if eval_mode and not self._eval_online else self.model
         with self.autocast():
-            z = self.model.encode(self.obs_to_tensors(obs))
+            z = model.encode(self.obs_to_tensors(obs))
             if not self.cfg.mpc:
-                mu, a, _, _ = self.model.pi(z)
+                mu, a, _, _ = model.pi(z)
                 return (mu if eval_mode else a)[0].float().cpu().numpy()
             noise = sample_noise(self.cfg.planner, self.action_dim, self.cfg.model.num_q,
                                  self.generator, self.device)
-            res = plan(self.model, z[0], self.cfg.planner, self.gamma, self.cfg.beta, noise,
+            res = plan(model, z[0], self.cfg.planner, self.gamma, self.cfg.beta, noise,
                        prev_mean=None if t0 else self._prev_mean, explore=not eval_mode,
                        value_fn=self._value_fn)
         self._prev_mean = res.mean.float()
@@ -227,9 +255,21 @@ class IQMPC:
         m.track_q_grad(True)
         m.soft_update_target_Q(cfg.tau)
         m.eval()
+        if self.ema_model is not None:
+            self._update_ema()
         self.updates += 1
         stats.update(pi_loss=pi_loss, grad_norm=grad_norm, **pi_stats)
         return {k: float(v.detach()) for k, v in stats.items()}
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """Move the averaged copy a step ``cfg.ema`` towards the online networks (buffers,
+        such as the target Q heads' copies, follow the same way when floating point)."""
+        ema, online = self.ema_model, self.model
+        dst = [p for p in ema.parameters()] + [b for b in ema.buffers() if b.is_floating_point()]
+        src = [p for p in online.parameters()] + [b for b in online.buffers()
+                                                   if b.is_floating_point()]
+        torch._foreach_lerp_(dst, src, self.cfg.ema)
 
     def _model_losses(self, obs: dict[str, Tensor], action: Tensor, done: Tensor, n_exp: int,
                       value_term: str) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
@@ -327,14 +367,16 @@ class IQMPC:
     def decode_rewards(self, obs: Mapping[str, np.ndarray], actions: np.ndarray) -> np.ndarray:
         """Decoded reward of each real transition of an episode (obs: T+1 rows, actions: T).
 
-        r_t = mean_heads Q(h(o_t), a_t) - gamma V(h(o_{t+1})), V with the policy's mean action.
+        r_t = mean_heads Q(h(o_t), a_t) - gamma V(h(o_{t+1})), V with the policy's mean action
+        (``deploy_model``'s networks).
         """
         o = {k: torch.as_tensor(np.asarray(obs[k])).to(self.device) for k in self.obs_shapes}
-        z = self.model.encode(o)  # (T+1, L)
+        m = self.deploy_model  # the networks evaluation plans with
+        z = m.encode(o)  # (T+1, L)
         a = torch.as_tensor(actions, dtype=torch.float32, device=self.device)
-        q = self.model.Q(z[:-1], a, "all").mean(0)
-        _, a_next, log_pi, _ = self.model.pi(z[1:], deterministic=True)
-        v_next = self.model.Q(z[1:], a_next, "all").mean(0) - self.cfg.beta * log_pi
+        q = m.Q(z[:-1], a, "all").mean(0)
+        _, a_next, log_pi, _ = m.pi(z[1:], deterministic=True)
+        v_next = m.Q(z[1:], a_next, "all").mean(0) - self.cfg.beta * log_pi
         return (q - self.gamma * v_next).squeeze(-1).cpu().numpy()
 
     # -- persistence -----------------------------------------------------------------------------
@@ -348,6 +390,7 @@ class IQMPC:
             "prev_mean": self._prev_mean,
             "updates": self.updates,
             "gamma": self.gamma,
+            **({"ema_model": self.ema_model.state_dict()} if self.ema_model is not None else {}),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -365,3 +408,6 @@ class IQMPC:
         self._prev_mean = state["prev_mean"]
         self.updates = int(state["updates"])
         self.gamma = float(state["gamma"])
+        if self.ema_model is not None:  # a checkpoint without one (ema switched on in a
+            # branch) starts the average at its online networks
+            self.ema_model.load_state_dict(state.get("ema_model", state["model"]))
