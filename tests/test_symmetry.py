@@ -82,6 +82,8 @@ def test_a_turned_jaco_episode_is_the_turned_observations_of_the_original():
     sym = symmetry_of(env)
     assert sym.direction == -1.0 and sym.center == pytest.approx((0.0, 0.4))
     assert (sym.joint, sym.vectors, sym.points) == (0, (6,), (0, 3))
+    assert sym.max_angle == 0.3  # declared: the targets lie in front of the arm
+    assert symmetry_of(env, max_angle=1.5).max_angle == 1.5  # TrainConfig.symmetry_max_angle
     env.reset(seed=3)
     turned.reset(seed=3)
     phys = turned.backend.env.physics
@@ -162,6 +164,23 @@ def test_symmetry_declarations_and_their_errors():
     with pytest.raises(ValueError, match="symmetry must be"):
         TaskSpec(name="dmc/x", family="dmc", env_id="reacher:easy",
                  symmetry={"rotation": {"joint": "shoulder", "centre": [0, 0]}})
+    for angle in (0, -1.0, "wide"):
+        with pytest.raises(ValueError, match="max_angle: <radians > 0>"):
+            TaskSpec(name="dmc/x", family="dmc", env_id="reacher:easy", symmetry={"rotation": {
+                "joint": "shoulder", "vectors": ["to_target"], "max_angle": angle}})
+    with pytest.raises(ValueError, match="symmetry_max_angle: must be > 0"):
+        TrainConfig(symmetry_max_angle=0.0)
+
+
+def test_turns_stay_within_max_angle():
+    sym = PlanarRotation(joint=0, vectors=(0,), max_angle=0.3)
+    n = 2000
+    obs = {"joints": torch.zeros(2, n, 2), "features": torch.zeros(2, n, 2)}
+    out = sym.augment(Batch(obs, torch.zeros(1, n, 1), torch.zeros(1, n, 1)),
+                      np.random.default_rng(0))
+    theta = out.obs["joints"][0, :, 0]
+    assert float(theta.abs().max()) <= 0.3 + 1e-6
+    assert float(theta.min()) < -0.25 and float(theta.max()) > 0.25  # both ways, the range
 
 
 def test_points_turn_about_the_hinge_anchor_and_vectors_about_the_origin():
@@ -216,8 +235,13 @@ def test_behaviour_symmetry_turns_behaviour_batches_alone_when_asked(tmp_path):
         assert torch.allclose(got.obs["features"].norm(dim=-1),
                               plain.obs["features"].norm(dim=-1), atol=1e-5)
         assert torch.equal(got.obs["features"], plain.obs["features"]) != turns
-    args = build_parser().parse_args(["train", "--config", "x.yaml", "--behaviour-symmetry"])
-    assert args.behaviour_symmetry is True
+    args = build_parser().parse_args(["train", "--config", "x.yaml", "--behaviour-symmetry",
+                                      "--symmetry-max-angle", "0.4"])
+    assert args.behaviour_symmetry is True and args.symmetry_max_angle == 0.4
+    narrow = Trainer(_tiny_reacher(demos, 0, 15, demo_symmetry=True, symmetry_max_angle=0.4),
+                     tmp_path / "narrow", progress=False)
+    assert narrow.symmetry.max_angle == 0.4  # reacher declares the whole circle
+    assert trainer.behaviour_symmetry.max_angle is None
 
 
 def test_the_online_learner_turns_batches_as_training_did(tmp_path):

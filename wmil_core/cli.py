@@ -460,6 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--behaviour-symmetry", dest="behaviour_symmetry", action="store_const",
                     const=True, default=None,
                     help="turn each behaviour batch by it as well")
+    tr.add_argument("--symmetry-max-angle", dest="symmetry_max_angle", type=float, default=None,
+                    help="turns uniform in [-X, X] radians (default: the task's declaration)")
     tr.add_argument("--circular-joints", dest="circular_joints", action="store_const",
                     const=True, default=None,
                     help="encode unlimited hinge joints by their sine and cosine")

@@ -12,7 +12,10 @@ Turning the scene by theta (counter-clockwise seen from above) turns each named 
 ``vector`` (world-frame x, y, and z if it has one, which stays) by theta about the origin and
 each ``point`` (a world-frame position) by theta about the hinge's anchor, and moves the hinge
 by theta, or by -theta when its axis points down; anchor and direction are read from the
-simulator. Velocities and actions do not change. Where the goal's angle about that axis is
+simulator. Velocities and actions do not change. Turns are uniform over the circle, or over
+[-max_angle, max_angle] where the declaration (or ``TrainConfig.symmetry_max_angle``) sets
+one: the Jaco's targets lie in a box in front of the arm, and whole-circle turns would spread
+its 20 demos all around the base. Where the goal's angle about that axis is
 uniform (reacher) the expert's state distribution is invariant under these turns; where it is
 not (the Jaco's target box) the turns widen it. Either way a few demonstrations, each turned by
 a random angle whenever it is sampled, stand for the same behaviour at goals all around
@@ -42,12 +45,15 @@ class PlanarRotation:
     points: tuple[int, ...] = ()  # index in ``features`` of each world position's x
     center: tuple[float, float] = (0.0, 0.0)  # the hinge's anchor (world x, y)
     direction: float = 1.0  # the hinge's angle change per scene turn: +1 axis up, -1 down
+    # turns are uniform in [-max_angle, max_angle] (radians); None: the whole circle
+    max_angle: float | None = None
 
     def augment(self, batch: Batch, rng: np.random.Generator) -> Batch:
         """``batch`` with each sub-trajectory turned by its own uniform random angle."""
         n = batch.action.shape[1]
-        theta = torch.as_tensor(rng.uniform(0.0, 2.0 * math.pi, n), dtype=torch.float32,
-                                device=batch.action.device)
+        turns = (rng.uniform(0.0, 2.0 * math.pi, n) if self.max_angle is None
+                 else rng.uniform(-self.max_angle, self.max_angle, n))
+        theta = torch.as_tensor(turns, dtype=torch.float32, device=batch.action.device)
         return self.rotate(batch, theta)
 
     def rotate(self, batch: Batch, theta: torch.Tensor) -> Batch:
@@ -67,8 +73,9 @@ class PlanarRotation:
         return batch._replace(obs=obs)
 
 
-def symmetry_of(env: Any) -> PlanarRotation:
-    """The symmetry ``env``'s task declares, resolved to observation indices.
+def symmetry_of(env: Any, max_angle: float | None = None) -> PlanarRotation:
+    """The symmetry ``env``'s task declares, resolved to observation indices; ``max_angle``
+    (radians) overrides the declaration's range of turns.
 
     ValueError (one line) when the task declares none, the observation mode lacks the state
     keys it acts on, the declaration names a joint or feature the task does not publish, or
@@ -114,4 +121,5 @@ def symmetry_of(env: Any) -> PlanarRotation:
 
     return PlanarRotation(joint=joint, vectors=starts("vectors"), points=starts("points"),
                           center=(float(anchor[0]), float(anchor[1])),
-                          direction=1.0 if axis[2] > 0 else -1.0)
+                          direction=1.0 if axis[2] > 0 else -1.0,
+                          max_angle=rot.get("max_angle") if max_angle is None else max_angle)

@@ -48,6 +48,8 @@ class TrainConfig:
     # every goal angle too (beyond the paper; the agent's transitions turned are transitions
     # of the turned agent, not of the one acting)
     behaviour_symmetry: bool = False
+    # turns uniform in [-x, x] radians instead of the task's declared range (None: declared)
+    symmetry_max_angle: float | None = None
     # encode the task's unlimited hinges (env.angle_joints()) by sine and cosine in the
     # encoder: sets the agent's model.angle_joints unless the agent config names them
     circular_joints: bool = False
@@ -75,6 +77,9 @@ class TrainConfig:
                 raise ValueError(f"{name}: must be >= 0, got {v}")
         if not 0.0 <= self.recent_fraction <= 1.0:
             raise ValueError(f"recent_fraction: must be in [0, 1], got {self.recent_fraction}")
+        if self.symmetry_max_angle is not None and not self.symmetry_max_angle > 0:
+            raise ValueError(f"symmetry_max_angle: must be > 0 radians, got "
+                             f"{self.symmetry_max_angle}")
         for name in ("eval_every", "eval_episodes", "checkpoint_every", "buffer_size",
                      "updates_per_step", "recent_episodes"):
             if getattr(self, name) < 1:
@@ -141,7 +146,8 @@ class Trainer:
         demo_rows = sum(len(e) + 1 for e in self.demos.episodes)
         self.expert = EpisodeBuffer(spec, a_dim, demo_rows, h)
         self.expert.add_dataset(self.demos)
-        sym = symmetry_of(self.env) if cfg.demo_symmetry or cfg.behaviour_symmetry else None
+        sym = (symmetry_of(self.env, cfg.symmetry_max_angle)
+               if cfg.demo_symmetry or cfg.behaviour_symmetry else None)
         self.symmetry = sym if cfg.demo_symmetry else None  # turns expert batches
         self.behaviour_symmetry = sym if cfg.behaviour_symmetry else None  # behaviour batches
         self.behaviour = EpisodeBuffer(spec, a_dim, cfg.buffer_size, h)

@@ -105,3 +105,10 @@ python "$D/critic_probe.py" "$D"/runs/{base,mix,v0c01,neg03,neg10,vexp}-s{0,1} \
 python "$D/episode_probe.py" "$D"/runs/{plain,neg03,v0c01,bsym}-s{0,1} > "$D/episode-probe.json"
 # curves.json from the runs
 python "$D/summarize.py" "$D"
+# session 17: an averaged copy of every network (agent ema 2e-4, an average over about the last
+# 5k updates, started at the 20k weights) that evaluation plans with; each evaluation also
+# scores the online networks on the same targets (online_normalized_score), to 60k
+branch 0 ema '{}' '{"ema": 0.0002}' 60000 &
+branch 1 ema '{}' '{"ema": 0.0002}' 60000 &
+wait
+python "$D/summarize.py" "$D"

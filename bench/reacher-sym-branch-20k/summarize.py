@@ -18,7 +18,10 @@ def main(root: Path) -> None:
     for run in sorted(p for p in (root / "runs").iterdir() if p.is_dir()):
         rows = list(csv.DictReader(open(run / "metrics.csv")))
         evals = [{"step": int(r["step"]), "normalized_score": float(r["normalized_score"]),
-                  "success_rate": float(r["success_rate"]) if r.get("success_rate") else None}
+                  "success_rate": float(r["success_rate"]) if r.get("success_rate") else None,
+                  # runs with an averaged copy (agent ema) also score the online networks
+                  **({"online_normalized_score": float(r["online_normalized_score"])}
+                     if r.get("online_normalized_score") else {})}
                  for r in rows if r["normalized_score"]]
         train = [r for r in rows if r["phase"] == "online" and r.get("grad_norm")]
         windows = []

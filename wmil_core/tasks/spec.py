@@ -75,14 +75,17 @@ class TaskSpec:
         if sym is not None:
             one = isinstance(sym, dict) and set(sym) == {"rotation"}
             rot = sym["rotation"] if one else None
-            keys_ok = isinstance(rot, dict) and {"joint"} <= set(rot) <= {"joint", "vectors",
-                                                                          "points"}
+            keys_ok = isinstance(rot, dict) and {"joint"} <= set(rot) <= {
+                "joint", "vectors", "points", "max_angle"}
             lists = [rot.get(k, []) for k in ("vectors", "points")] if keys_ok else []
+            angle = rot.get("max_angle", 1.0) if keys_ok else None
             if not (keys_ok and isinstance(rot["joint"], str)
+                    and isinstance(angle, (int, float)) and angle > 0
                     and all(isinstance(v, list) for v in lists) and any(lists)
                     and all(isinstance(k, str) for v in lists for k in v)):
                 raise ValueError(f"{self.name}: symmetry must be {{rotation: {{joint: <name>, "
-                                 f"vectors: [<feature keys>], points: [<feature keys>]}}}}")
+                                 f"vectors: [<feature keys>], points: [<feature keys>], "
+                                 f"max_angle: <radians > 0>}}}}")
 
 
 _FIELDS = {f.name for f in dataclasses.fields(TaskSpec)} - {"name", "family", "env_id"}
