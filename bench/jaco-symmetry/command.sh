@@ -37,7 +37,8 @@ bc bc-circ-symnone-s1 1
 bc bc-circ-sym 0 --demo-symmetry --symmetry-max-angle 3.14159265  # (ran as the whole circle)
 for a in 0.1 0.2 0.3 0.5; do bc "bc-circ-sym$a" 0 --demo-symmetry --symmetry-max-angle "$a"; done
 bc bc-circ-sym0.2-s1 1 --demo-symmetry --symmetry-max-angle 0.2
-# 3. IQ-MPC with turns within 0.3 rad (the declaration's range since then)
+# 3. IQ-MPC with turns within 0.3 rad (the declaration's range since then); started in
+#    session 17 and lost with its machine, not rerun yet
 train demo-sym03-s0 "$D/demo-sym03.yaml" &
 train both-sym03-s0 "$D/both-sym03.yaml" &
 wait
