@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Reacher-easy, 10 turned demos, the benchmark settings of bench/reacher-sym-branch-20k/base.yaml
+# with an averaged copy of every network (agent ema 2e-4, about the last 5k updates) from the
+# first update, three seeds to 60k, evaluating every 10k on ten targets (seeds 10000+seed);
+# each evaluation scores the averaged copy (normalized_score) and the online networks
+# (online_normalized_score) on the same targets. Session 18: the three ran side by side on the
+# two cores (evaluations to 50k when session 18 wrote README; curves.json holds what ran). Run from the repo root, with .venv/bin on PATH.
+set -euo pipefail
+D=bench/reacher-ema
+export MUJOCO_GL=egl
+mkdir -p "$D/demos" "$D/runs"
+[ -f "$D/demos/reacher.h5" ] || wmil demos collect --task dmc/reacher-easy --episodes 10 \
+    --obs state --out "$D/demos/reacher.h5" --seed 0
+for s in 0 1 2; do
+    sed "s/^seed: SEED$/seed: $s/" "$D/ema.yaml" > "$D/runs/ema-s$s.yaml"
+    if [ -f "$D/runs/ema-s$s/checkpoints/latest.pt" ]; then
+        wmil train --resume "$D/runs/ema-s$s" --steps 60000 >> "$D/runs/ema-s$s.log" 2>&1 &
+    else
+        wmil train --config "$D/runs/ema-s$s.yaml" --out "$D/runs/ema-s$s" > "$D/runs/ema-s$s.log" 2>&1 &
+    fi
+done
+wait
+python bench/reacher-sym-branch-20k/summarize.py "$D"
