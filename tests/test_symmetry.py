@@ -34,6 +34,24 @@ def _as_batch(joints: list, feats: list, actions: list) -> Batch:
     return Batch(obs, act, torch.zeros(act.shape[0], 1, 1))
 
 
+def _play_both(env, turned, steps: int):
+    """Play the same random actions in ``env`` and ``turned``: (batch of the original,
+    its features, the turned episode's joints and features)."""
+    rng = np.random.default_rng(0)
+    a_dim = env.action_space.shape[0]
+    joints, feats, actions, turned_joints, turned_feats = [], [], [], [], []
+    for _ in range(steps):
+        a = rng.uniform(-1, 1, a_dim).astype(np.float32)
+        obs, *_ = env.step(a)
+        o2, *_ = turned.step(a)
+        joints.append(obs["joints"])
+        feats.append(obs["features"])
+        actions.append(a)
+        turned_joints.append(o2["joints"])
+        turned_feats.append(o2["features"])
+    return _as_batch(joints, feats, actions[:-1]), feats, turned_joints, turned_feats
+
+
 def test_a_turned_reacher_episode_is_the_turned_observations_of_the_original():
     """The declared rotation is an exact symmetry of reacher's dynamics: turning the start
     state and the target by theta, then playing the same actions, observes what
@@ -51,18 +69,7 @@ def test_a_turned_reacher_episode_is_the_turned_observations_of_the_original():
     x, y = phys.named.model.geom_pos["target"][:2].copy()
     phys.named.model.geom_pos["target"][:2] = [c * x - s * y, s * x + c * y]
     phys.forward()
-    rng = np.random.default_rng(0)
-    joints, feats, actions, turned_joints, turned_feats = [], [], [], [], []
-    for _ in range(12):
-        a = rng.uniform(-1, 1, 2).astype(np.float32)
-        obs, *_ = env.step(a)
-        o2, *_ = turned.step(a)
-        joints.append(obs["joints"])
-        feats.append(obs["features"])
-        actions.append(a)
-        turned_joints.append(o2["joints"])
-        turned_feats.append(o2["features"])
-    batch = _as_batch(joints, feats, actions[:-1])
+    batch, feats, turned_joints, turned_feats = _play_both(env, turned, 12)
     rotated = sym.rotate(batch, torch.tensor([theta]))
     np.testing.assert_allclose(rotated.obs["joints"][:, 0].numpy(), np.array(turned_joints),
                                atol=1e-5)
@@ -93,18 +100,7 @@ def test_a_turned_jaco_episode_is_the_turned_observations_of_the_original():
     y -= 0.4
     phys.named.model.site_pos["target_site"][:2] = [c * x - s * y, s * x + c * y + 0.4]
     phys.forward()
-    rng = np.random.default_rng(0)
-    joints, feats, actions, turned_joints, turned_feats = [], [], [], [], []
-    for _ in range(10):
-        a = rng.uniform(-1, 1, 9).astype(np.float32)
-        obs, *_ = env.step(a)
-        o2, *_ = turned.step(a)
-        joints.append(obs["joints"])
-        feats.append(obs["features"])
-        actions.append(a)
-        turned_joints.append(o2["joints"])
-        turned_feats.append(o2["features"])
-    batch = _as_batch(joints, feats, actions[:-1])
+    batch, feats, turned_joints, turned_feats = _play_both(env, turned, 10)
     rotated = sym.rotate(batch, torch.tensor([theta]))
     np.testing.assert_allclose(rotated.obs["joints"][:, 0].numpy(), np.array(turned_joints),
                                atol=1e-4)
