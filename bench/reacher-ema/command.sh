@@ -4,7 +4,7 @@
 # first update, three seeds to 60k, evaluating every 10k on ten targets (seeds 10000+seed);
 # each evaluation scores the averaged copy (normalized_score) and the online networks
 # (online_normalized_score) on the same targets. Session 18: the three ran side by side on the
-# two cores (README has the evaluations to 50k; curves.json holds what ran).
+# two cores.
 # Run from the repo root, with .venv/bin on PATH.
 set -euo pipefail
 D=bench/reacher-ema
