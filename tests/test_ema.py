@@ -1,6 +1,8 @@
 """The averaged copy of the networks (IQMPCConfig.ema): its update, who plans with it, its
 persistence, export, and the trainer's paired evaluation."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -158,3 +160,19 @@ def test_training_scores_the_copy_and_the_online_networks_on_the_same_seeds(tmp_
     assert ema_score != online_score
     state = torch.load(tmp_path / "run" / "checkpoints" / "latest.pt", weights_only=False)
     assert "ema_model" in state["agent"]
+    # `wmil eval --online` scores the online networks, by default the averaged copy; the
+    # policy prior's mean acts deterministically, so each must repeat its in-process score
+    from wmil_core.cli import main
+
+    trainer.agent.cfg.mpc = False
+    averaged = trainer.evaluate(1)["returns"]
+    with trainer.agent.online_evaluation():
+        online = trainer.evaluate(1)["returns"]
+    assert averaged != online
+    run = tmp_path / "run"
+    for flags, networks, returns in (([], "averaged", averaged), (["--online"], "online", online)):
+        assert main(["eval", str(run), "--episodes", "1", "--prior", *flags]) == 0
+        tag = "-prior" + ("-online" if flags else "")
+        saved = json.loads((run / f"eval-{trainer.step}{tag}.json").read_text())
+        assert saved["networks"] == networks
+        np.testing.assert_allclose(saved["returns"], returns, rtol=1e-5)

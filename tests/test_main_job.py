@@ -92,6 +92,10 @@ def test_cli_eval_of_a_bundle_records_in_the_manifest(tmp_path: Path, capsys):
                  "--out", str(tmp_path / "s.json")]) == 0
     sharded = json.loads((tmp_path / "s.json").read_text())
     assert sharded["return_mean"] == pytest.approx(ev["return_mean"], abs=1e-6)
+    for flag, msg in (("--prior", "--prior: applies to runs"), ("--online", "--online: applies")):
+        assert main(["eval", str(model), "--episodes", "1", flag]) == 2
+        err = capsys.readouterr().err.strip()
+        assert msg in err and "\n" not in err, err
 
 
 @pytest.mark.slow

@@ -206,6 +206,7 @@ def _check_eval_acting_overrides(run, capsys):
                      (["--prior", "--max-std", "1"], "--prior: acts without planning"),
                      (["--max-std", "0"], "--max-std: must be > 0, got 0.0"),
                      (["--shards", "2"], "--shards: applies to bundles only"),
+                     (["--online"], "--online: " + str(run) + " keeps no averaged copy"),
                      (["--samples", "4"], "num_pi_trajs")):
         assert main(["eval", str(run), "--episodes", "1", *bad]) == 2
         err = capsys.readouterr().err.strip()

@@ -270,6 +270,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.prior:
             raise ValueError("--prior: applies to runs and checkpoints (a bundle's runtime "
                              "always plans)")
+        if args.online:
+            raise ValueError("--online: applies to runs and checkpoints (a bundle holds the "
+                             "networks it was exported from)")
         seed = 10_000 if args.seed is None else args.seed
         result = evaluate_bundle(src, args.episodes, seed=seed, settings=settings or None,
                                  threads=args.threads or None)
@@ -293,12 +296,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     acting = set_acting(trainer.agent, settings, prior=args.prior)
+    averaged = getattr(trainer.agent, "ema_model", None) is not None
+    if args.online and not averaged:
+        raise ValueError(f"--online: {src} keeps no averaged copy of its networks (agent ema "
+                         f"is 0), so its evaluation scores the online networks already")
     run = paths["run"] or src.parent
     seed = trainer.eval_seed if args.seed is None else args.seed
-    result = {"step": trainer.step, "seed": seed, **acting,
-              **trainer.evaluate(args.episodes, seed=seed)}
+    if args.online:
+        with trainer.agent.online_evaluation():
+            scores = trainer.evaluate(args.episodes, seed=seed)
+    else:
+        scores = trainer.evaluate(args.episodes, seed=seed)
+    networks = {"networks": "online" if args.online else "averaged"} if averaged else {}
+    result = {"step": trainer.step, "seed": seed, **networks, **acting, **scores}
     _print_eval(result)
-    tag = ("" if args.seed is None else f"-seed{args.seed}") + acting_tag(settings, args.prior)
+    tag = (("" if args.seed is None else f"-seed{args.seed}") + acting_tag(settings, args.prior)
+           + ("-online" if args.online else ""))
     out = Path(args.out) if args.out else run / f"eval-{trainer.step}{tag}.json"
     atomic_write(out, json.dumps(result, indent=2))
     print(f"wrote {out}")
@@ -490,6 +503,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="upper clamp of MPPI's sampling std, in action units (paper: 2)")
     ev.add_argument("--prior", action="store_true",
                     help="runs and checkpoints: act with the policy prior's mean, no planning")
+    ev.add_argument("--online", action="store_true",
+                    help="runs and checkpoints trained with agent ema > 0: score the online "
+                         "networks instead of their averaged copy")
     ev.add_argument("--threads", type=int, default=None,
                     help="onnxruntime threads (bundles) or torch threads (checkpoints)")
     ev.add_argument("--shards", type=int, default=None,

@@ -4,10 +4,12 @@
 # first update, three seeds to 60k, evaluating every 10k on ten targets (seeds 10000+seed);
 # each evaluation scores the averaged copy (normalized_score) and the online networks
 # (online_normalized_score) on the same targets. Session 18: the three ran side by side on the
-# two cores.
+# two cores. Session 19 resumed the three from their 60k checkpoints (buffers and averaged
+# copy included) to 100k: STEPS sets the target.
 # Run from the repo root, with .venv/bin on PATH.
 set -euo pipefail
 D=bench/reacher-ema
+STEPS=${STEPS:-100000}
 export MUJOCO_GL=egl
 mkdir -p "$D/demos" "$D/runs"
 [ -f "$D/demos/reacher.h5" ] || wmil demos collect --task dmc/reacher-easy --episodes 10 \
@@ -15,9 +17,9 @@ mkdir -p "$D/demos" "$D/runs"
 for s in 0 1 2; do
     sed "s/^seed: SEED$/seed: $s/" "$D/ema.yaml" > "$D/runs/ema-s$s.yaml"
     if [ -f "$D/runs/ema-s$s/checkpoints/latest.pt" ]; then
-        wmil train --resume "$D/runs/ema-s$s" --steps 60000 >> "$D/runs/ema-s$s.log" 2>&1 &
+        wmil train --resume "$D/runs/ema-s$s" --steps "$STEPS" >> "$D/runs/ema-s$s.log" 2>&1 &
     else
-        wmil train --config "$D/runs/ema-s$s.yaml" --out "$D/runs/ema-s$s" > "$D/runs/ema-s$s.log" 2>&1 &
+        wmil train --config "$D/runs/ema-s$s.yaml" --steps "$STEPS" --out "$D/runs/ema-s$s" > "$D/runs/ema-s$s.log" 2>&1 &
     fi
 done
 wait
