@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The three reacher-ema runs' last checkpoints on 30 held-out targets (seeds 20000-20029, none
+# of them a training evaluation's or a demo's), once with the averaged networks and once with
+# the online ones (`--online`), two evaluations at a time on one torch thread each, then the
+# averaged networks' policy prior alone (`--prior`: its mean action, no planning) beside the
+# best checkpoint (`best`: the highest 10-episode training evaluation, averaged networks),
+# then that checkpoint's prior alone (`best-prior`); evaluations already written are kept;
+# prints the table and writes heldout.json.
+# Run from the repo root after command.sh, with .venv/bin on PATH.
+set -euo pipefail
+D=bench/reacher-ema
+export MUJOCO_GL=egl
+mkdir -p "$D/runs/heldout"
+# ev NAME CHECKPOINT [FLAGS]: one 30-episode evaluation in the background, unless already done
+ev() {
+    local out="$D/runs/heldout/$1"
+    [ -f "$out.json" ] || wmil eval "$2" --episodes 30 --seed 20000 --threads 1 "${@:3}" \
+        --out "$out.json" > "$out.log" 2>&1 &
+}
+for s in 0 1 2; do
+    R="$D/runs/ema-s$s"
+    ev "ema-s$s-averaged" "$R"; ev "ema-s$s-online" "$R" --online; wait
+    ev "ema-s$s-prior" "$R" --prior; ev "ema-s$s-best" "$R/checkpoints/best.pt"; wait
+    ev "ema-s$s-best-prior" "$R/checkpoints/best.pt" --prior; wait
+done
+python - "$D" <<'PY'
+import json
+import statistics
+import sys
+from pathlib import Path
+
+d = Path(sys.argv[1])
+table = {}
+for s in (0, 1, 2):
+    for net in ("averaged", "online", "prior", "best", "best-prior"):
+        r = json.loads((d / "runs" / "heldout" / f"ema-s{s}-{net}.json").read_text())
+        table.setdefault(f"seed {s}", {})[net] = {
+            "step": r["step"], "normalized_score": r["normalized_score"],
+            "success_rate": r["success_rate"], "returns": r["returns"]}
+for net in ("averaged", "online", "prior", "best", "best-prior"):
+    table.setdefault("mean of 3", {})[net] = {
+        "normalized_score": statistics.mean(table[f"seed {s}"][net]["normalized_score"]
+                                            for s in (0, 1, 2)),
+        "success_rate": statistics.mean(table[f"seed {s}"][net]["success_rate"]
+                                        for s in (0, 1, 2))}
+for row, nets in table.items():
+    print(row, "  ".join(f"{n}{'@' + str(v['step']) if 'step' in v else ''} "
+                         f"{v['normalized_score']:.3f} (success {v['success_rate']:.2f})"
+                         for n, v in nets.items()))
+(d / "heldout.json").write_text(json.dumps(table, indent=2) + "\n")
+PY
