@@ -7,6 +7,7 @@ Every subcommand is a thin layer over a library function. User mistakes end with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
@@ -298,14 +299,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     acting = set_acting(trainer.agent, settings, prior=args.prior)
     averaged = getattr(trainer.agent, "ema_model", None) is not None
     if args.online and not averaged:
-        raise ValueError(f"--online: {src} keeps no averaged copy of its networks (agent ema "
-                         f"is 0), so its evaluation scores the online networks already")
+        raise ValueError(f"--online: {src} keeps no averaged copy of its networks (IQ-MPC with "
+                         f"agent ema > 0 does), so its evaluation scores them as they are")
     run = paths["run"] or src.parent
     seed = trainer.eval_seed if args.seed is None else args.seed
-    if args.online:
-        with trainer.agent.online_evaluation():
-            scores = trainer.evaluate(args.episodes, seed=seed)
-    else:
+    with trainer.agent.online_evaluation() if args.online else contextlib.nullcontext():
         scores = trainer.evaluate(args.episodes, seed=seed)
     networks = {"networks": "online" if args.online else "averaged"} if averaged else {}
     result = {"step": trainer.step, "seed": seed, **networks, **acting, **scores}
