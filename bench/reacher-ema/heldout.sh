@@ -4,8 +4,9 @@
 # the online ones (`--online`), two evaluations at a time on one torch thread each, then the
 # averaged networks' policy prior alone (`--prior`: its mean action, no planning) beside the
 # best checkpoint (`best`: the highest 10-episode training evaluation, averaged networks),
-# then that checkpoint's prior alone (`best-prior`); evaluations already written are kept;
-# prints the table and writes heldout.json.
+# then that checkpoint's prior alone (`best-prior`), and last an 8x planning budget (256
+# samples, 4 iterations) on the first ten targets (`256x4-n10`); evaluations already written
+# are kept; prints the table and writes heldout.json.
 # Run from the repo root after command.sh, with .venv/bin on PATH.
 set -euo pipefail
 D=bench/reacher-ema
@@ -22,6 +23,8 @@ for s in 0 1 2; do
     ev "ema-s$s-averaged" "$R"; ev "ema-s$s-online" "$R" --online; wait
     ev "ema-s$s-prior" "$R" --prior; ev "ema-s$s-best" "$R/checkpoints/best.pt"; wait
     ev "ema-s$s-best-prior" "$R/checkpoints/best.pt" --prior; wait
+    # an 8x planning budget on the first ten of the targets
+    ev "ema-s$s-256x4-n10" "$R" --samples 256 --iterations 4 --episodes 10; wait
 done
 python - "$D" <<'PY'
 import json
@@ -30,14 +33,16 @@ import sys
 from pathlib import Path
 
 d = Path(sys.argv[1])
+NETS = ("averaged", "online", "prior", "best", "best-prior", "256x4-n10")
 table = {}
 for s in (0, 1, 2):
-    for net in ("averaged", "online", "prior", "best", "best-prior"):
+    for net in NETS:
         r = json.loads((d / "runs" / "heldout" / f"ema-s{s}-{net}.json").read_text())
         table.setdefault(f"seed {s}", {})[net] = {
             "step": r["step"], "normalized_score": r["normalized_score"],
+            "return_mean": r["return_mean"],
             "success_rate": r["success_rate"], "returns": r["returns"]}
-for net in ("averaged", "online", "prior", "best", "best-prior"):
+for net in NETS:
     table.setdefault("mean of 3", {})[net] = {
         "normalized_score": statistics.mean(table[f"seed {s}"][net]["normalized_score"]
                                             for s in (0, 1, 2)),
@@ -47,5 +52,12 @@ for row, nets in table.items():
     print(row, "  ".join(f"{n}{'@' + str(v['step']) if 'step' in v else ''} "
                          f"{v['normalized_score']:.3f} (success {v['success_rate']:.2f})"
                          for n, v in nets.items()))
+# the 256 x 4 planner beside 64 x 2 and the prior on the same ten targets (seeds 20000-20009)
+first = {n: statistics.mean(statistics.mean(table[f"seed {s}"][n]["returns"][:10])
+                            / table[f"seed {s}"][n]["return_mean"]
+                            * table[f"seed {s}"][n]["normalized_score"] for s in (0, 1, 2))
+         for n in ("averaged", "prior", "256x4-n10")}
+table["mean of 3, first 10 targets"] = first
+print("first 10 targets, mean of 3:", "  ".join(f"{n} {v:.3f}" for n, v in first.items()))
 (d / "heldout.json").write_text(json.dumps(table, indent=2) + "\n")
 PY
