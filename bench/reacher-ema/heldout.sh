@@ -6,7 +6,8 @@
 # best checkpoint (`best`: the highest 10-episode training evaluation, averaged networks),
 # then that checkpoint's prior alone (`best-prior`), and last an 8x planning budget (256
 # samples, 4 iterations) on the first ten targets (`256x4-n10`); evaluations already written
-# are kept; prints the table and writes heldout.json.
+# are kept; prints the table and writes heldout.json. Then `wmil bench reward-corr` on the
+# best and the last checkpoint of each seed (reward-corr-s<seed>-{best,100k}.json).
 # Run from the repo root after command.sh, with .venv/bin on PATH.
 set -euo pipefail
 D=bench/reacher-ema
@@ -25,6 +26,12 @@ for s in 0 1 2; do
     ev "ema-s$s-best-prior" "$R/checkpoints/best.pt" --prior; wait
     # an 8x planning budget on the first ten of the targets
     ev "ema-s$s-256x4-n10" "$R" --samples 256 --iterations 4 --episodes 10; wait
+    # what the decoded reward ranks (4 episodes per behaviour, seeds 20000-20003), best and last
+    for c in best 100k; do
+        ck="$R/checkpoints/$([ $c = best ] && echo best || echo latest).pt"
+        [ -f "$D/reward-corr-s$s-$c.json" ] || wmil bench reward-corr "$ck" --threads 1 \
+            --out "$D/reward-corr-s$s-$c.json" > "$D/runs/heldout/reward-corr-s$s-$c.log"
+    done
 done
 python - "$D" <<'PY'
 import json
