@@ -93,6 +93,13 @@ class IQMPCConfig:
     # updated after each update; evaluation, ``wmil eval`` and export plan with the copy, while
     # training's own rollouts stay with the online networks (0: off, no copy; beyond the paper)
     ema: float = 0.0
+    # linear learning-rate decay of every optimiser (the encoder keeps its scale): lr until
+    # update ``lr_decay_start`` (offline updates count), then down to lr * ``lr_final_scale``
+    # over ``lr_decay_updates`` updates, constant after; 0 updates: constant lr, as the paper's
+    # code (beyond the paper)
+    lr_decay_start: int = 0
+    lr_decay_updates: int = 0
+    lr_final_scale: float = 0.1
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -104,6 +111,10 @@ class IQMPCConfig:
             raise ValueError(f"tau: must be in (0, 1], got {self.tau}")
         if not 0 <= self.ema < 1:
             raise ValueError(f"ema: must be in [0, 1), got {self.ema}")
+        if min(self.lr_decay_start, self.lr_decay_updates) < 0:
+            raise ValueError("lr_decay_start and lr_decay_updates: must be >= 0")
+        if not 0 < self.lr_final_scale <= 1:
+            raise ValueError(f"lr_final_scale: must be in (0, 1], got {self.lr_final_scale}")
         if not 0 < self.rho <= 1:
             raise ValueError(f"rho: must be in (0, 1], got {self.rho}")
         if min(self.beta, self.grad_pen, self.pi_bc_coef, self.q_weight_decay,
@@ -115,6 +126,14 @@ class IQMPCConfig:
         if self.v0_coef is not None and not 0 <= self.v0_coef < 1:
             raise ValueError(f"v0_coef: must be in [0, 1) or null, got {self.v0_coef}")
         check_value_term(self.value_term)
+
+
+def lr_scale(updates: int, start: int, length: int, final: float) -> float:
+    """Learning-rate multiplier after ``updates`` updates: 1 until ``start``, then linear to
+    ``final`` over ``length`` updates, ``final`` after (1 throughout when ``length`` is 0)."""
+    if length <= 0 or updates <= start:
+        return 1.0
+    return 1.0 + (final - 1.0) * min((updates - start) / length, 1.0)
 
 
 class IQMPC:
@@ -145,6 +164,9 @@ class IQMPC:
         ], lr=cfg.lr, fused=True, decoupled_weight_decay=True)
         self.pi_optim = torch.optim.Adam(self.model._pi.parameters(), lr=cfg.lr, eps=1e-5,
                                          fused=True)
+        # each group's undecayed learning rate (lr_scale multiplies it before every update)
+        self._base_lrs = [g["lr"] for g in (*self.optim.param_groups,
+                                             *self.pi_optim.param_groups)]
         self.model.eval()
         # the averaged networks evaluation plans with (cfg.ema > 0), never trained directly
         self.ema_model: WorldModel | None = None
@@ -224,6 +246,7 @@ class IQMPC:
             done = torch.cat([expert.done, behaviour.done], 1)
             n_exp = expert.action.shape[1]
             value_term = cfg.value_term
+        lr = self._set_lr()
         m.train()
         # pi's own parameters get no gradient from the model loss (the policy loss trains them)
         m._pi.requires_grad_(False)
@@ -259,7 +282,18 @@ class IQMPC:
             self._update_ema()
         self.updates += 1
         stats.update(pi_loss=pi_loss, grad_norm=grad_norm, **pi_stats)
-        return {k: float(v.detach()) for k, v in stats.items()}
+        return {**{k: float(v.detach()) for k, v in stats.items()}, "lr": lr}
+
+    def _set_lr(self) -> float:
+        """Set every optimiser group's learning rate for the coming update (the config's
+        schedule wins over a checkpoint's groups); returns the world model's."""
+        cfg = self.cfg
+        scale = lr_scale(self.updates, cfg.lr_decay_start, cfg.lr_decay_updates,
+                         cfg.lr_final_scale)
+        groups = (*self.optim.param_groups, *self.pi_optim.param_groups)
+        for group, base in zip(groups, self._base_lrs, strict=True):
+            group["lr"] = base * scale
+        return cfg.lr * scale
 
     @torch.no_grad()
     def _update_ema(self) -> None:
