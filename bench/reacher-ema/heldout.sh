@@ -8,9 +8,13 @@
 # samples, 4 iterations) on the first ten targets (`256x4-n10`); evaluations already written
 # are kept; prints the table and writes heldout.json. Then `wmil bench reward-corr` on the
 # best and the last checkpoint of each seed (reward-corr-s<seed>-{best,100k}.json).
+# D and P name another benchmark's directory and run prefix (bench/reacher-lrdecay, lrdecay),
+# LAST the last checkpoint's label (default 100k).
 # Run from the repo root after command.sh, with .venv/bin on PATH.
 set -euo pipefail
-D=bench/reacher-ema
+D=${D:-bench/reacher-ema}
+P=${P:-ema}
+LAST=${LAST:-100k}
 export MUJOCO_GL=egl
 mkdir -p "$D/runs/heldout"
 # ev NAME CHECKPOINT [FLAGS]: one 30-episode evaluation in the background, unless already done
@@ -20,31 +24,31 @@ ev() {
         --out "$out.json" > "$out.log" 2>&1 &
 }
 for s in 0 1 2; do
-    R="$D/runs/ema-s$s"
-    ev "ema-s$s-averaged" "$R"; ev "ema-s$s-online" "$R" --online; wait
-    ev "ema-s$s-prior" "$R" --prior; ev "ema-s$s-best" "$R/checkpoints/best.pt"; wait
-    ev "ema-s$s-best-prior" "$R/checkpoints/best.pt" --prior; wait
+    R="$D/runs/$P-s$s"
+    ev "$P-s$s-averaged" "$R"; ev "$P-s$s-online" "$R" --online; wait
+    ev "$P-s$s-prior" "$R" --prior; ev "$P-s$s-best" "$R/checkpoints/best.pt"; wait
+    ev "$P-s$s-best-prior" "$R/checkpoints/best.pt" --prior; wait
     # an 8x planning budget on the first ten of the targets
-    ev "ema-s$s-256x4-n10" "$R" --samples 256 --iterations 4 --episodes 10; wait
+    ev "$P-s$s-256x4-n10" "$R" --samples 256 --iterations 4 --episodes 10; wait
     # what the decoded reward ranks (4 episodes per behaviour, seeds 20000-20003), best and last
-    for c in best 100k; do
+    for c in best "$LAST"; do
         ck="$R/checkpoints/$([ $c = best ] && echo best || echo latest).pt"
         [ -f "$D/reward-corr-s$s-$c.json" ] || wmil bench reward-corr "$ck" --threads 1 \
             --out "$D/reward-corr-s$s-$c.json" > "$D/runs/heldout/reward-corr-s$s-$c.log"
     done
 done
-python - "$D" <<'PY'
+python - "$D" "$P" <<'PY'
 import json
 import statistics
 import sys
 from pathlib import Path
 
-d = Path(sys.argv[1])
+d, prefix = Path(sys.argv[1]), sys.argv[2]
 NETS = ("averaged", "online", "prior", "best", "best-prior", "256x4-n10")
 table = {}
 for s in (0, 1, 2):
     for net in NETS:
-        r = json.loads((d / "runs" / "heldout" / f"ema-s{s}-{net}.json").read_text())
+        r = json.loads((d / "runs" / "heldout" / f"{prefix}-s{s}-{net}.json").read_text())
         table.setdefault(f"seed {s}", {})[net] = {
             "step": r["step"], "normalized_score": r["normalized_score"],
             "return_mean": r["return_mean"],
