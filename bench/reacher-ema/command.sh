@@ -6,20 +6,24 @@
 # (online_normalized_score) on the same targets. Session 18: the three ran side by side on the
 # two cores. Session 19 resumed the three from their 60k checkpoints (buffers and averaged
 # copy included) to 100k: STEPS sets the target.
+# D and P name another benchmark's directory and config ($D/$P.yaml, runs $D/runs/$P-s<seed>),
+# as bench/reacher-lrdecay/command.sh does.
 # Run from the repo root, with .venv/bin on PATH.
 set -euo pipefail
-D=bench/reacher-ema
+D=${D:-bench/reacher-ema}
+P=${P:-ema}
 STEPS=${STEPS:-100000}
 export MUJOCO_GL=egl
 mkdir -p "$D/demos" "$D/runs"
 [ -f "$D/demos/reacher.h5" ] || wmil demos collect --task dmc/reacher-easy --episodes 10 \
     --obs state --out "$D/demos/reacher.h5" --seed 0
 for s in 0 1 2; do
-    sed "s/^seed: SEED$/seed: $s/" "$D/ema.yaml" > "$D/runs/ema-s$s.yaml"
-    if [ -f "$D/runs/ema-s$s/checkpoints/latest.pt" ]; then
-        wmil train --resume "$D/runs/ema-s$s" --steps "$STEPS" >> "$D/runs/ema-s$s.log" 2>&1 &
+    R="$D/runs/$P-s$s"
+    sed "s/^seed: SEED$/seed: $s/" "$D/$P.yaml" > "$R.yaml"
+    if [ -f "$R/checkpoints/latest.pt" ]; then
+        wmil train --resume "$R" --steps "$STEPS" >> "$R.log" 2>&1 &
     else
-        wmil train --config "$D/runs/ema-s$s.yaml" --steps "$STEPS" --out "$D/runs/ema-s$s" > "$D/runs/ema-s$s.log" 2>&1 &
+        wmil train --config "$R.yaml" --steps "$STEPS" --out "$R" > "$R.log" 2>&1 &
     fi
 done
 wait

@@ -9,21 +9,4 @@
 # copy (normalized_score) and the online networks (online_normalized_score) on the same ones.
 # Rerunning resumes each seed from its last checkpoint; STEPS sets the target.
 # Run from the repo root, with .venv/bin on PATH.
-set -euo pipefail
-D=bench/reacher-lrdecay
-STEPS=${STEPS:-100000}
-export MUJOCO_GL=egl
-mkdir -p "$D/demos" "$D/runs"
-[ -f "$D/demos/reacher.h5" ] || wmil demos collect --task dmc/reacher-easy --episodes 10 \
-    --obs state --out "$D/demos/reacher.h5" --seed 0
-for s in 0 1 2; do
-    sed "s/^seed: SEED$/seed: $s/" "$D/lrdecay.yaml" > "$D/runs/lrdecay-s$s.yaml"
-    if [ -f "$D/runs/lrdecay-s$s/checkpoints/latest.pt" ]; then
-        wmil train --resume "$D/runs/lrdecay-s$s" --steps "$STEPS" >> "$D/runs/lrdecay-s$s.log" 2>&1 &
-    else
-        wmil train --config "$D/runs/lrdecay-s$s.yaml" --steps "$STEPS" --out "$D/runs/lrdecay-s$s" \
-            > "$D/runs/lrdecay-s$s.log" 2>&1 &
-    fi
-done
-wait
-python bench/reacher-sym-branch-20k/summarize.py "$D"
+D=bench/reacher-lrdecay P=lrdecay exec bench/reacher-ema/command.sh
