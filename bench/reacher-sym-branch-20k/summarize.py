@@ -15,7 +15,7 @@ KEYS = ["reward_expert", "reward_behaviour", "chi2_loss", "grad_norm", "q_expert
 def main(root: Path) -> None:
     """Summarise every run under ``root/runs`` into ``root/curves.json``."""
     out = {}
-    for run in sorted(p for p in (root / "runs").iterdir() if p.is_dir()):
+    for run in sorted(p for p in (root / "runs").iterdir() if (p / "metrics.csv").is_file()):
         rows = list(csv.DictReader(open(run / "metrics.csv")))
         evals = [{"step": int(r["step"]), "normalized_score": float(r["normalized_score"]),
                   "success_rate": float(r["success_rate"]) if r.get("success_rate") else None,
