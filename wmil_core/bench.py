@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import numpy as np
 import torch
 
 from wmil_core.config import atomic_write, to_dict
+from wmil_core.machine import machine_info
 from wmil_core.nn import layers
 from wmil_core.timing import latency_stats, paired_ratios
 
@@ -133,7 +133,7 @@ def speed(preset: str, task: str = "dmc/reacher-easy", obs: str = "state", updat
         "obs": obs,
         "threads": torch.get_num_threads(),
         "device": "cpu",
-        "machine": platform.processor() or platform.machine(),
+        **machine_info(),
         "model": to_dict(cfg.model),
         "batch_per_buffer": b,
         "compiled": compile,

@@ -19,7 +19,6 @@ import importlib
 import importlib.util
 import io
 import json
-import platform
 import sys
 import time
 import types
@@ -31,6 +30,7 @@ import numpy as np
 import yaml
 
 from wmil_core.config import atomic_write
+from wmil_core.machine import machine_info
 from wmil_core.timing import latency_stats, paired_ratios
 
 SIZES = {"1m": (1, "tdmpc2-1m"), "5m": (5, "paper")}  # size -> (TD-MPC2 model_size, preset)
@@ -284,7 +284,7 @@ def compare(src: str, size: str = "1m", task: str = "dmc/reacher-easy", updates:
         "torch": torch.__version__,
         "wmil_compiled": compile,
         "wmil_precision": precision,
-        "machine": platform.processor() or platform.machine(),
+        **machine_info(),
         "matmul_gflops_512": {"start": gflops_start, "end": gflops_end},
         "model": {"enc_dim": m.enc_dim, "mlp_dim": m.mlp_dim, "latent_dim": m.latent_dim,
                   "num_q": m.num_q},

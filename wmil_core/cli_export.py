@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from wmil_core.config import atomic_write
+from wmil_core.machine import machine_info
 from wmil_core.runtime.bundle import VALUE_HEADS, VALUE_STARTS
 from wmil_core.timing import latency_stats
 
@@ -62,14 +62,16 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     src = Path(args.model)
     src = src.parent if src.name == "manifest.json" else src  # the bundle, either way
     out = Path(args.out) if args.out else src.parent / f"{src.resolve().name}-int8"
+    bits = args.weight_bits if args.weight_bits == "auto" else int(args.weight_bits)
     path = quantize_bundle(src, out, per_channel=args.per_channel,
-                           batch_check=args.batch_check, overwrite=args.overwrite)
+                           batch_check=args.batch_check, overwrite=args.overwrite,
+                           weight_bits=bits)
     q = json.loads((path / "manifest.json").read_text())["quantization"]
     print(f"quantised {', '.join(q['graphs'])} of {src} ({q['method']})")
     print("difference from the float32 graphs (max |int8 - float32| / max(1, max |float32|)):")
     for graph, diffs in q["check"]["max_diff"].items():
         shown = "  ".join(f"batch {b}: {d:.2e}" for b, d in diffs.items())
-        print(f"  {graph + '.onnx':14s} {shown}")
+        print(f"  {graph + '.onnx':14s} {shown}  ({q['weight_bits'][graph]}-bit weights)")
     print(f"wrote {path}")
     return 0
 
@@ -295,7 +297,7 @@ def bench_planner(model_dir: str | Path, run: str | Path | None = None,
         "value_graph": planner.value_graph,
         "value_graph_ms": ({k: 1000 * v for k, v in planner.value_graph_times.items()}
                            if planner.value_graph_times else None),
-        "machine": platform.processor() or platform.machine(),
+        **machine_info(),
         "torch": tp,
         "runtime": rp,
         "speedup_p50": tp["p50_ms"] / rp["p50_ms"],
@@ -428,7 +430,7 @@ def bench_value_graphs(bundles: list[str | Path], samples: int = 512, threads: i
     result = {
         "benchmark": "value-graph",
         "samples": samples, "horizon": h, "threads": threads, "repeats": repeats,
-        "machine": platform.processor() or platform.machine(),
+        **machine_info(),
         "bundles": [{"bundle": str(p.bundle.path), "value_start": p.bundle.value_start,
                      "value_heads": p.bundle.value_heads,
                      "p50_ms": m, "p99_ms": latency_stats(t)["p99_ms"],
@@ -507,6 +509,11 @@ def add_commands(sub: Any, bench_sub: Any) -> None:
     qu.add_argument("--out", default=None, help="bundle directory (default: MODEL_DIR-int8)")
     qu.add_argument("--per-channel", dest="per_channel", action="store_true",
                     help="one weight scale per output channel (default: per tensor)")
+    qu.add_argument("--weight-bits", dest="weight_bits", choices=("auto", "7", "8"),
+                    default="auto",
+                    help="8, 7 (onnxruntime's reduced range: no saturation on x86 CPUs without "
+                         "VNNI), or auto: 8 where products cannot saturate, else the closer "
+                         "of the two to the float graph, per graph (default)")
     qu.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
     qu.add_argument("--batch-check", dest="batch_check", type=int, default=64,
                     help="batch size N of the check against the float graphs (also at 1)")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from wmil_core import machine
 from wmil_core.buffer import Batch
 from wmil_core.losses import (
     bc_loss,
@@ -153,6 +155,12 @@ class IQMPC:
                  seed: int = 0) -> None:
         self.cfg = cfg
         self.device = torch.device(device)
+        if (cfg.precision == "bfloat16" and self.device.type == "cpu"
+                and not machine.native_bfloat16_matmul()):
+            warnings.warn(f"precision bfloat16: this CPU ({machine.cpu_model()}) has neither AMX "
+                          "nor AVX512-BF16, so bfloat16 matrix products are emulated and far "
+                          "slower than float32 (README); use precision float32 here",
+                          RuntimeWarning, stacklevel=2)
         self.action_dim = action_dim
         self.obs_shapes = {k: tuple(v) for k, v in obs_shapes.items()}
         self.gamma = cfg.gamma if cfg.gamma is not None else discount_for(episode_length)
