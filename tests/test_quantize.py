@@ -3,6 +3,7 @@ refusals, and that the runtime plans with them."""
 
 import argparse
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from wmil_core.cli_export import add_commands
 from wmil_core.export import export_agent
+from wmil_core.machine import int8_saturates
 from wmil_core.quantize import INT8_OPS, gemm_to_matmul, quantize_bundle
 from wmil_core.runtime import Planner, load_bundle
+from wmil_core.runtime import bundle as bundle_module
 
 META = {"task": "dmc/reacher-easy", "joint_names": ["shoulder", "wrist"],
         "action_low": [-1.0, -1.0], "action_high": [1.0, 1.0]}
@@ -63,6 +66,7 @@ def test_the_int8_bundle_quantises_the_planning_graphs_and_records_how(bundles):
     b = load_bundle(out)  # hashes and spec check out
     assert b.precision == "int8" and load_bundle(src).precision == "float32"
     q = b.manifest["quantization"]
+    assert set(q["weight_bits"]) == set(q["graphs"])
     assert q["graphs"] and set(q["graphs"]) <= {"dynamics", "q", "pi", "value"}
     assert "value" in q["graphs"] and "encoder" not in q["graphs"]
     assert (out / "encoder.onnx").read_bytes() == (src / "encoder.onnx").read_bytes()
@@ -163,3 +167,74 @@ def test_per_channel_scales_are_recorded_and_stay_close(bundles, tmp_path):
     assert (pc / "value.onnx").read_bytes() != (out / "value.onnx").read_bytes()
     for graph, diffs in q["check"]["max_diff"].items():
         assert 0 < max(diffs.values()) < 0.2, (graph, diffs)
+
+
+
+def _max_diff(bundle: Path, graph: str | None = None) -> float:
+    diffs = load_bundle(bundle).manifest["quantization"]["check"]["max_diff"]
+    return max(max(d.values()) for g, d in diffs.items() if graph in (None, g))
+
+
+def test_weight_bits_are_chosen_per_graph_recorded_and_warned_of(bundles, tmp_path,
+                                                                 monkeypatch):
+    src, out = bundles
+    parser = argparse.ArgumentParser(prog="wmil")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_commands(sub, sub.add_parser("bench").add_subparsers(dest="bench_command"))
+    b8, b7 = tmp_path / "b8", tmp_path / "b7"
+    for path, bits in ((b8, "8"), (b7, "7")):
+        args = parser.parse_args(["quantize", str(src), "--out", str(path), "--weight-bits",
+                                  bits, "--batch-check", "16"])
+        assert args.func(args) == 0
+    q8, q7, qa = (load_bundle(p).manifest["quantization"] for p in (b8, b7, out))
+    assert set(q8["weight_bits"].values()) == {8} and set(q7["weight_bits"].values()) == {7}
+    assert (b8 / "value.onnx").read_bytes() != (b7 / "value.onnx").read_bytes()
+    assert qa["weight_bits_requested"] == "auto"
+    assert qa["quantized_on"]["int8_saturates"] is int8_saturates()
+    for graph in qa["graphs"]:  # auto: the closer of the two where products can saturate
+        if int8_saturates():
+            assert _max_diff(out, graph) == min(_max_diff(b8, graph), _max_diff(b7, graph))
+        else:
+            assert qa["weight_bits"][graph] == 8
+            assert (out / f"{graph}.onnx").read_bytes() == (b8 / f"{graph}.onnx").read_bytes()
+    with pytest.raises(ValueError, match="weight_bits: must be auto, 7 or 8"):
+        quantize_bundle(src, tmp_path / "b6", weight_bits=6)
+    # full-range weights chosen on a CPU with VNNI, loaded on one without: a warning
+    m = json.loads((b8 / "manifest.json").read_text())
+    m["quantization"]["quantized_on"]["int8_saturates"] = False
+    vnni = tmp_path / "vnni"
+    vnni.mkdir()
+    for f in b8.iterdir():
+        (vnni / f.name).write_bytes(f.read_bytes())
+    (vnni / "manifest.json").write_text(json.dumps(m))
+    monkeypatch.setattr(bundle_module, "int8_saturates", lambda: True)
+    with pytest.warns(RuntimeWarning, match="dynamics, pi, value carry full-range int8"):
+        load_bundle(vnni)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_bundle(b7)  # 7-bit weights cannot saturate
+        m["quantization"]["quantized_on"]["int8_saturates"] = True
+        (vnni / "manifest.json").write_text(json.dumps(m))
+        load_bundle(vnni)  # chosen on a CPU like this one: its check saw any saturation
+        monkeypatch.setattr(bundle_module, "int8_saturates", lambda: False)
+        load_bundle(b8)  # a VNNI CPU: the full range is safe
+
+
+@pytest.mark.skipif(not int8_saturates(), reason="this CPU has VNNI: products do not saturate")
+def test_on_a_cpu_without_vnni_auto_avoids_the_saturating_graph(bundles, tmp_path):
+    """The tiny agent's value graph saturates with 8-bit weights on an AVX2 CPU (0.25 apart)."""
+    src, out = bundles
+    full = quantize_bundle(src, tmp_path / "full", batch_check=16, weight_bits=8)
+    assert _max_diff(out) < 0.5 * _max_diff(full), (_max_diff(out), _max_diff(full))
+
+
+@pytest.mark.parametrize("flags,saturates", [
+    ({"sse4_2", "avx", "avx2", "fma"}, True),  # AVX2 (the AMD EPYC of session 21)
+    ({"sse4_2", "avx2", "avx512f", "avx512bw"}, True),  # AVX-512 without VNNI
+    ({"sse4_2", "avx2", "avx512f", "avx512_vnni"}, False),
+    ({"sse4_2", "avx2", "avx_vnni"}, False),
+    ({"fp", "asimd", "asimddp"}, False),  # ARM: no u8 x s8 pair sums in 16 bits
+    (set(), False),  # unknown
+])
+def test_int8_saturates_on_x86_without_vnni(flags, saturates):
+    assert int8_saturates(frozenset(flags)) is saturates

@@ -14,12 +14,14 @@ import dataclasses
 import hashlib
 import json
 import math
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from wmil_core.machine import int8_saturates
 from wmil_core.runtime.mppi import PlannerConfig
 
 FORMAT_VERSION = 1
@@ -293,6 +295,8 @@ def load_bundle(path: str | Path) -> Bundle:
     if precision not in PRECISIONS:
         raise ValueError(f"{where}: precision must be one of {', '.join(PRECISIONS)}, "
                          f"got {precision!r}")
+    if precision == "int8":
+        _warn_if_int8_may_saturate(where, m.get("quantization") or {})
     return Bundle(
         path=root, manifest=m, manifest_sha256=sha256_bytes(raw), obs_spec=obs_spec,
         action_dim=dim, action_low=low, action_high=high, planner=planner, gamma=float(gamma),
@@ -300,6 +304,19 @@ def load_bundle(path: str | Path) -> Bundle:
         graphs=graphs, value_horizon=value_horizon, value_start=value_start,
         value_heads=value_heads, precision=precision,
     )
+
+
+def _warn_if_int8_may_saturate(where: str, q: Mapping[str, Any]) -> None:
+    """Warn when full-range int8 weights, chosen on a CPU whose products cannot saturate (or
+    on an unknown one), are loaded on an x86 CPU without VNNI, where they can."""
+    bits = q.get("weight_bits") or {g: 8 for g in q.get("graphs", [])}
+    full = sorted(g for g, b in bits.items() if b == 8)
+    checked_here = (q.get("quantized_on") or {}).get("int8_saturates") is True
+    if full and not checked_here and int8_saturates():
+        warnings.warn(f"{where}: {', '.join(full)} carry full-range int8 weights chosen on a CPU "
+                      "with VNNI (or an unknown one), and this CPU has no VNNI, so their products "
+                      "can saturate: re-quantise the float bundle here with `wmil quantize`",
+                      RuntimeWarning, stacklevel=3)
 
 
 def seal_bundle(tmp: Path, manifest: dict[str, Any], out_dir: Path, overwrite: bool) -> None:
