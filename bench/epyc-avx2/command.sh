@@ -30,6 +30,19 @@ wmil eval models/reacher-easy --episodes 10 --seed 30000 --threads 1 \
 [ -d "$D/runs/reacher-easy-int8" ] || wmil quantize models/reacher-easy --out "$D/runs/reacher-easy-int8"
 wmil eval "$D/runs/reacher-easy-int8" --episodes 10 --seed 30000 --threads 1 \
     --out "$D/eval-reacher-easy-int8-deployment.json"
+# repeats of both (b, c), and two cheaper settings of the float bundle: 32 x 2 and 64 x 1
+for k in b c; do
+    wmil eval models/reacher-easy --episodes 10 --seed 30000 --threads 1 \
+        --out "$D/eval-reacher-easy-deployment-$k.json"
+    wmil eval "$D/runs/reacher-easy-int8" --episodes 10 --seed 30000 --threads 1 \
+        --out "$D/eval-reacher-easy-int8-deployment-$k.json"
+done
+wmil eval models/reacher-easy --episodes 10 --seed 30000 --threads 1 --samples 32 \
+    --out "$D/eval-reacher-easy-32x2.json"
+for k in "" -b; do
+    wmil eval models/reacher-easy --episodes 10 --seed 30000 --threads 1 --iterations 1 \
+        --out "$D/eval-reacher-easy-64x1$k.json"
+done
 # TD-MPC2's own code against wmil's IQ-MPC, float32, one thread (SRC: a TD-MPC2 checkout's
 # tdmpc2/ folder; pip install -r requirements-bench.txt)
 if [ -n "${SRC:-}" ]; then
