@@ -169,7 +169,6 @@ def test_per_channel_scales_are_recorded_and_stay_close(bundles, tmp_path):
         assert 0 < max(diffs.values()) < 0.2, (graph, diffs)
 
 
-
 def _max_diff(bundle: Path, graph: str | None = None) -> float:
     diffs = load_bundle(bundle).manifest["quantization"]["check"]["max_diff"]
     return max(max(d.values()) for g, d in diffs.items() if graph in (None, g))

@@ -13,30 +13,28 @@ import sys
 from typing import Any
 
 
-def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
-    """The processor's model name (Linux: ``/proc/cpuinfo``), else what ``platform`` knows."""
+def _cpuinfo_field(keys: tuple[str, ...], cpuinfo: str) -> str | None:
+    """The first non-empty value of one of ``keys`` in ``/proc/cpuinfo`` (None: absent)."""
     try:
         with open(cpuinfo, encoding="utf-8", errors="replace") as f:
             for line in f:
                 key, sep, value = line.partition(":")
-                if sep and key.strip() == "model name" and value.strip():
+                if sep and key.strip() in keys and value.strip():
                     return value.strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine() or "unknown"
+    return None
+
+
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The processor's model name (Linux: ``/proc/cpuinfo``), else what ``platform`` knows."""
+    return (_cpuinfo_field(("model name",), cpuinfo) or platform.processor()
+            or platform.machine() or "unknown")
 
 
 def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
     """The instruction-set flags the kernel reports for the first processor (empty elsewhere)."""
-    try:
-        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                key, sep, value = line.partition(":")
-                if sep and key.strip() in ("flags", "Features"):
-                    return frozenset(value.split())
-    except OSError:
-        pass
-    return frozenset()
+    return frozenset((_cpuinfo_field(("flags", "Features"), cpuinfo) or "").split())
 
 
 def int8_saturates(flags: frozenset[str] | None = None) -> bool:
