@@ -34,16 +34,16 @@ def _as_batch(joints: list, feats: list, actions: list) -> Batch:
     return Batch(obs, act, torch.zeros(act.shape[0], 1, 1))
 
 
-def _play_both(env, turned, steps: int):
-    """Play the same random actions in ``env`` and ``turned``: (batch of the original,
-    its features, the turned episode's joints and features)."""
+def _play_both(env, turned, steps: int, sign: float = 1.0):
+    """Play the same random actions in ``env`` and ``turned`` (there times ``sign``): (batch
+    of the original, its features, the turned episode's joints and features)."""
     rng = np.random.default_rng(0)
     a_dim = env.action_space.shape[0]
     joints, feats, actions, turned_joints, turned_feats = [], [], [], [], []
     for _ in range(steps):
         a = rng.uniform(-1, 1, a_dim).astype(np.float32)
         obs, *_ = env.step(a)
-        o2, *_ = turned.step(a)
+        o2, *_ = turned.step(sign * a)
         joints.append(obs["joints"])
         feats.append(obs["features"])
         actions.append(a)
@@ -109,6 +109,77 @@ def test_a_turned_jaco_episode_is_the_turned_observations_of_the_original():
     assert np.abs(np.array(turned_feats) - np.array(feats)).max() > 0.1
 
 
+def test_a_mirrored_reacher_episode_is_the_mirrored_observations_of_the_original():
+    """The declared mirror is an exact symmetry of reacher's dynamics: reflecting the start
+    state and the target in the plane of the shoulder's zero direction (world x), then playing
+    the negated actions, observes what PlanarRotation.reflect makes of the original's
+    observations and actions; the turn and the reflection compose as augment applies them."""
+    env, mirrored = make_env("dmc/reacher-easy", seed=4), make_env("dmc/reacher-easy", seed=4)
+    sym = symmetry_of(env, mirror=True)
+    assert (sym.mirror_joints, sym.mirror_actions) == ((0, 1, 2, 3), (0, 1))
+    assert sym.mirror_angle == pytest.approx(0.0)
+    assert symmetry_of(env).mirror_joints == ()  # only when asked
+    env.reset(seed=4)
+    mirrored.reset(seed=4)
+    phys = mirrored.backend.env.physics
+    phys.named.data.qpos[["shoulder", "wrist"]] *= -1.0
+    phys.named.data.qvel[["shoulder", "wrist"]] *= -1.0
+    phys.named.model.geom_pos["target"][1] *= -1.0
+    phys.forward()
+    batch, feats, got_joints, got_feats = _play_both(env, mirrored, 12, sign=-1.0)
+    out = sym.reflect(batch, torch.tensor([True]))
+    np.testing.assert_allclose(out.obs["joints"][:, 0].numpy(), np.array(got_joints), atol=1e-5)
+    np.testing.assert_allclose(out.obs["features"][:, 0].numpy(), np.array(got_feats), atol=1e-5)
+    assert torch.equal(out.action, -batch.action)
+    assert np.abs(np.array(got_feats) - np.array(feats)).max() > 0.05  # not the same episode
+    assert np.abs(np.array(got_joints)[:, 2:]).max() > 0.1  # the arm moved: velocities tested
+    kept = sym.reflect(batch, torch.tensor([False]))
+    assert all(torch.equal(kept.obs[k], batch.obs[k]) for k in batch.obs)
+    assert torch.equal(kept.action, batch.action)
+    with pytest.raises(ValueError, match="declares no mirror"):
+        symmetry_of(make_env("jaco/reach-site"), mirror=True)
+    with pytest.raises(ValueError, match="declares no mirror"):
+        symmetry_of(env).reflect(batch, torch.tensor([True]))
+
+
+def test_reflection_is_about_the_mirror_plane_and_points_about_the_anchor():
+    """Hand-computed: the mirror plane at 45 degrees through (1, 2) takes the point (2, 2, 5)
+    to (1, 3, 5) and the vector (1, 0, 5) to (0, 1, 5); its own direction stays."""
+    sym = PlanarRotation(joint=0, vectors=(3, 6), points=(0,), center=(1.0, 2.0),
+                         mirror_joints=(0, 2), mirror_actions=(1,), mirror_angle=math.pi / 4)
+    batch = _as_batch([np.float32([0.5, 0.25, -1.0, 2.0])] * 2,
+                      [np.float32([2, 2, 5, 1, 0, 5, 1, 1])] * 2, [np.float32([0.3, -0.7])])
+    out = sym.reflect(batch, torch.tensor([True]))
+    want = torch.tensor([1.0, 3.0, 5.0, 0.0, 1.0, 5.0, 1.0, 1.0])
+    assert torch.allclose(out.obs["features"][:, 0], want.expand(2, 8), atol=1e-6)
+    assert torch.allclose(out.obs["joints"][:, 0], torch.tensor([-0.5, 0.25, 1.0, 2.0]))
+    assert torch.allclose(out.action[0, 0], torch.tensor([0.3, 0.7]))
+    twice = sym.reflect(out, torch.tensor([True]))  # an involution
+    assert torch.allclose(twice.obs["features"], batch.obs["features"], atol=1e-6)
+
+
+def test_augment_reflects_about_half_the_subtrajectories_before_turning_them():
+    sym = PlanarRotation(joint=0, vectors=(1,), mirror_joints=(0, 1, 2, 3),
+                         mirror_actions=(0, 1), mirror_angle=0.3)
+    g = torch.Generator().manual_seed(0)
+    n = 400
+    obs = {"joints": torch.randn(4, n, 4, generator=g),
+           "features": torch.randn(4, n, 3, generator=g)}
+    batch = Batch(obs, torch.randn(3, n, 2, generator=g), torch.zeros(3, n, 1))
+    out = sym.augment(batch, np.random.default_rng(1))
+    flip = out.action[0, :, 0] < 0
+    flip = torch.where(batch.action[0, :, 0] < 0, ~flip, flip)  # where the action's sign moved
+    assert 150 < int(flip.sum()) < 250
+    assert torch.equal(out.action, torch.where(flip[None, :, None], -batch.action, batch.action))
+    sign = torch.where(flip, -1.0, 1.0)
+    theta = out.obs["joints"][0, :, 0] - sign * obs["joints"][0, :, 0]
+    want = sym.rotate(sym.reflect(batch, flip), theta)
+    assert torch.allclose(out.obs["joints"], want.obs["joints"], atol=1e-5)
+    assert torch.allclose(out.obs["features"], want.obs["features"], atol=1e-5)
+    assert torch.allclose(out.obs["features"][..., 1:].norm(dim=-1),
+                          obs["features"][..., 1:].norm(dim=-1), atol=1e-5)
+
+
 def test_augment_turns_each_subtrajectory_by_one_random_angle():
     sym = PlanarRotation(joint=0, vectors=(1,))
     g = torch.Generator().manual_seed(0)
@@ -166,6 +237,21 @@ def test_symmetry_declarations_and_their_errors():
                 "joint": "shoulder", "vectors": ["to_target"], "max_angle": angle}})
     with pytest.raises(ValueError, match="symmetry_max_angle: must be > 0"):
         TrainConfig(symmetry_max_angle=0.0)
+    for mirror in ({"joints": []}, {"joints": "shoulder"}, {"hinges": ["shoulder"]}, []):
+        with pytest.raises(ValueError, match="symmetry mirror must be"):
+            TaskSpec(name="dmc/x", family="dmc", env_id="reacher:easy", symmetry={
+                "rotation": {"joint": "shoulder", "vectors": ["to_target"]}, "mirror": mirror})
+    reacher = dict(name="dmc/reacher-easy", family="dmc", env_id="reacher:easy",
+                   joints=("shoulder", "wrist"), features=("to_target",))
+    rot = {"joint": "shoulder", "vectors": ["to_target"]}
+    for joints, match in ((["wrist"], "must include the rotation joint 'shoulder'"),
+                          (["shoulder", "elbow"], "mirror joint 'elbow' is not among")):
+        env = make_env(TaskSpec(**reacher, symmetry={"rotation": rot,
+                                                     "mirror": {"joints": joints}}))
+        with pytest.raises(ValueError, match=match):
+            symmetry_of(env, mirror=True)
+    with pytest.raises(ValueError, match="symmetry_mirror: needs demo_symmetry"):
+        TrainConfig(symmetry_mirror=True)
 
 
 def test_turns_stay_within_max_angle():
@@ -238,6 +324,19 @@ def test_behaviour_symmetry_turns_behaviour_batches_alone_when_asked(tmp_path):
                      tmp_path / "narrow", progress=False)
     assert narrow.symmetry.max_angle == 0.4  # reacher declares the whole circle
     assert trainer.behaviour_symmetry.max_angle is None
+    assert trainer.behaviour_symmetry.mirror_joints == ()
+    args = build_parser().parse_args(["train", "--config", "x.yaml", "--symmetry-mirror"])
+    assert args.symmetry_mirror is True
+    both = Trainer(_tiny_reacher(demos, 0, 15, demo_symmetry=True, behaviour_symmetry=True,
+                                 symmetry_mirror=True), tmp_path / "mirror", progress=False)
+    assert both.symmetry is both.behaviour_symmetry
+    assert (both.symmetry.mirror_joints, both.symmetry.mirror_actions) == ((0, 1, 2, 3), (0, 1))
+    state = both.rng.bit_generator.state
+    got = both._expert_batch()
+    both.rng.bit_generator.state = state
+    plain = both.expert.sample(8, both.rng)
+    assert not torch.equal(got.action, plain.action)  # some of the 8 reflected
+    assert torch.equal(got.action.abs(), plain.action.abs())
 
 
 def test_the_online_learner_turns_batches_as_training_did(tmp_path):

@@ -473,6 +473,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="turn each behaviour batch by it as well")
     tr.add_argument("--symmetry-max-angle", dest="symmetry_max_angle", type=float, default=None,
                     help="turns uniform in [-X, X] radians (default: the task's declaration)")
+    tr.add_argument("--symmetry-mirror", dest="symmetry_mirror", action="store_const",
+                    const=True, default=None,
+                    help="reflect half the turned batches by the task's declared mirror "
+                         "(reacher: the arm bent the other way)")
     tr.add_argument("--circular-joints", dest="circular_joints", action="store_const",
                     const=True, default=None,
                     help="encode unlimited hinge joints by their sine and cosine")

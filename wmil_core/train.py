@@ -50,6 +50,9 @@ class TrainConfig:
     behaviour_symmetry: bool = False
     # turns uniform in [-x, x] radians instead of the task's declared range (None: declared)
     symmetry_max_angle: float | None = None
+    # reflect each turned sub-trajectory with probability 1/2 by the task's declared mirror
+    # (reacher: the arm bent the other way; beyond the paper)
+    symmetry_mirror: bool = False
     # encode the task's unlimited hinges (env.angle_joints()) by sine and cosine in the
     # encoder: sets the agent's model.angle_joints unless the agent config names them
     circular_joints: bool = False
@@ -80,6 +83,8 @@ class TrainConfig:
         if self.symmetry_max_angle is not None and not self.symmetry_max_angle > 0:
             raise ValueError(f"symmetry_max_angle: must be > 0 radians, got "
                              f"{self.symmetry_max_angle}")
+        if self.symmetry_mirror and not (self.demo_symmetry or self.behaviour_symmetry):
+            raise ValueError("symmetry_mirror: needs demo_symmetry or behaviour_symmetry")
         for name in ("eval_every", "eval_episodes", "checkpoint_every", "buffer_size",
                      "updates_per_step", "recent_episodes"):
             if getattr(self, name) < 1:
@@ -146,7 +151,7 @@ class Trainer:
         demo_rows = sum(len(e) + 1 for e in self.demos.episodes)
         self.expert = EpisodeBuffer(spec, a_dim, demo_rows, h)
         self.expert.add_dataset(self.demos)
-        sym = (symmetry_of(self.env, cfg.symmetry_max_angle)
+        sym = (symmetry_of(self.env, cfg.symmetry_max_angle, mirror=cfg.symmetry_mirror)
                if cfg.demo_symmetry or cfg.behaviour_symmetry else None)
         self.symmetry = sym if cfg.demo_symmetry else None  # turns expert batches
         self.behaviour_symmetry = sym if cfg.behaviour_symmetry else None  # behaviour batches

@@ -39,8 +39,8 @@ class TaskSpec:
     modes: tuple[str, ...] = OBS_MODES
     success: SuccessRule = "none"
     expert: str | None = None
-    # {rotation: {joint: <hinge>, vectors: [<feature keys>], points: [...]}}: see
-    # wmil_core.symmetry
+    # {rotation: {joint: <hinge>, vectors: [<feature keys>], points: [...]},
+    #  mirror: {joints: [<hinges>]}}: see wmil_core.symmetry
     symmetry: Any = None
 
     def __post_init__(self) -> None:
@@ -73,7 +73,8 @@ class TaskSpec:
             raise ValueError(f"{self.name}: features must be 'all' or a list of observation keys")
         sym = self.symmetry
         if sym is not None:
-            one = isinstance(sym, dict) and set(sym) == {"rotation"}
+            one = isinstance(sym, dict) and "rotation" in sym and set(sym) <= {"rotation",
+                                                                             "mirror"}
             rot = sym["rotation"] if one else None
             keys_ok = isinstance(rot, dict) and {"joint"} <= set(rot) <= {
                 "joint", "vectors", "points", "max_angle"}
@@ -86,6 +87,13 @@ class TaskSpec:
                 raise ValueError(f"{self.name}: symmetry must be {{rotation: {{joint: <name>, "
                                  f"vectors: [<feature keys>], points: [<feature keys>], "
                                  f"max_angle: <radians > 0>}}}}")
+            mirror = sym.get("mirror")
+            if mirror is not None and not (
+                    isinstance(mirror, dict) and set(mirror) == {"joints"}
+                    and isinstance(mirror["joints"], list) and mirror["joints"]
+                    and all(isinstance(n, str) for n in mirror["joints"])):
+                raise ValueError(f"{self.name}: symmetry mirror must be {{joints: [<hinge "
+                                 f"names>]}}")
 
 
 _FIELDS = {f.name for f in dataclasses.fields(TaskSpec)} - {"name", "family", "env_id"}
