@@ -6,18 +6,19 @@
 # (online_normalized_score) on the same targets. Session 18: the three ran side by side on the
 # two cores. Session 19 resumed the three from their 60k checkpoints (buffers and averaged
 # copy included) to 100k: STEPS sets the target.
-# D and P name another benchmark's directory and config ($D/$P.yaml, runs $D/runs/$P-s<seed>),
+# SEEDS picks the seeds (default 0 1 2). D and P name another benchmark's directory and config ($D/$P.yaml, runs $D/runs/$P-s<seed>),
 # as bench/reacher-lrdecay/command.sh does.
 # Run from the repo root, with .venv/bin on PATH.
 set -euo pipefail
 D=${D:-bench/reacher-ema}
 P=${P:-ema}
 STEPS=${STEPS:-100000}
+SEEDS=${SEEDS:-0 1 2}  # a subset runs (or resumes) just those seeds
 export MUJOCO_GL=egl
 mkdir -p "$D/demos" "$D/runs"
 [ -f "$D/demos/reacher.h5" ] || wmil demos collect --task dmc/reacher-easy --episodes 10 \
     --obs state --out "$D/demos/reacher.h5" --seed 0
-for s in 0 1 2; do
+for s in $SEEDS; do
     R="$D/runs/$P-s$s"
     sed "s/^seed: SEED$/seed: $s/" "$D/$P.yaml" > "$R.yaml"
     if [ -f "$R/checkpoints/latest.pt" ]; then
