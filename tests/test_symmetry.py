@@ -34,6 +34,14 @@ def _as_batch(joints: list, feats: list, actions: list) -> Batch:
     return Batch(obs, act, torch.zeros(act.shape[0], 1, 1))
 
 
+def _random_batch(n: int) -> Batch:
+    """``n`` random sub-trajectories of 3 steps: 4 joint values, 3 features, 2 actions."""
+    g = torch.Generator().manual_seed(0)
+    obs = {"joints": torch.randn(4, n, 4, generator=g),
+           "features": torch.randn(4, n, 3, generator=g)}
+    return Batch(obs, torch.randn(3, n, 2, generator=g), torch.zeros(3, n, 1))
+
+
 def _play_both(env, turned, steps: int, sign: float = 1.0):
     """Play the same random actions in ``env`` and ``turned`` (there times ``sign``): (batch
     of the original, its features, the turned episode's joints and features)."""
@@ -161,11 +169,8 @@ def test_reflection_is_about_the_mirror_plane_and_points_about_the_anchor():
 def test_augment_reflects_about_half_the_subtrajectories_before_turning_them():
     sym = PlanarRotation(joint=0, vectors=(1,), mirror_joints=(0, 1, 2, 3),
                          mirror_actions=(0, 1), mirror_angle=0.3)
-    g = torch.Generator().manual_seed(0)
-    n = 400
-    obs = {"joints": torch.randn(4, n, 4, generator=g),
-           "features": torch.randn(4, n, 3, generator=g)}
-    batch = Batch(obs, torch.randn(3, n, 2, generator=g), torch.zeros(3, n, 1))
+    batch = _random_batch(400)
+    obs = batch.obs
     out = sym.augment(batch, np.random.default_rng(1))
     flip = out.action[0, :, 0] < 0
     flip = torch.where(batch.action[0, :, 0] < 0, ~flip, flip)  # where the action's sign moved
@@ -182,11 +187,8 @@ def test_augment_reflects_about_half_the_subtrajectories_before_turning_them():
 
 def test_augment_turns_each_subtrajectory_by_one_random_angle():
     sym = PlanarRotation(joint=0, vectors=(1,))
-    g = torch.Generator().manual_seed(0)
-    n = 400
-    obs = {"joints": torch.randn(4, n, 4, generator=g),
-           "features": torch.randn(4, n, 3, generator=g)}
-    batch = Batch(obs, torch.randn(3, n, 2, generator=g), torch.zeros(3, n, 1))
+    batch = _random_batch(400)
+    obs = batch.obs
     out = sym.augment(batch, np.random.default_rng(1))
     theta = out.obs["joints"][..., 0] - obs["joints"][..., 0]  # (T+1, B)
     assert torch.allclose(theta, theta[:1].expand_as(theta), atol=1e-5)  # one per sub-trajectory
