@@ -51,3 +51,7 @@ if [ -n "${SRC:-}" ]; then
     wmil bench tdmpc2 --src "$SRC" --size 1m --threads 1 --compile \
         --out "$D/tdmpc2-compare-1m-1thread-float32-compiled.json"
 fi
+# session 22: the paper's planner (512 x 6) on the same 10 episodes, for what the deployment
+# setting gives up (run beside two training runs: its latency is not comparable)
+wmil eval models/reacher-easy --episodes 10 --seed 30000 --threads 1 --samples 512 \
+    --iterations 6 --out "$D/eval-reacher-easy-512x6.json"
