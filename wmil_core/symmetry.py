@@ -145,19 +145,14 @@ def symmetry_of(env: Any, max_angle: float | None = None,
         raise ValueError(f"demo_symmetry: needs state observations (joints and features); "
                          f"{name} in this mode has {sorted(obs_spec)}")
     rot = decl["rotation"]
-    if rot["joint"] not in env.joint_names:
-        raise ValueError(f"{name}: symmetry joint {rot['joint']!r} is not among the published "
-                         f"joints {env.joint_names}")
-    joint = env.joint_names.index(rot["joint"])
+    joint = _published_joint(env, rot["joint"], "symmetry")
     model, data = env.backend.model, env.backend.data
     jid = env.joint_ids[joint]
     if joint not in env.angle_joints():
         raise ValueError(f"{name}: symmetry joint {rot['joint']!r} is not an unlimited hinge")
     mujoco.mj_kinematics(model, data)  # world-frame anchor and axis of the current pose
+    _check_vertical(env, data, joint, "symmetry")
     axis, anchor = np.asarray(data.xaxis[jid]), np.asarray(data.xanchor[jid])
-    if abs(abs(float(axis[2])) - 1.0) > 1e-6:
-        raise ValueError(f"{name}: symmetry joint {rot['joint']!r} turns about {axis.round(3)}, "
-                         f"not the vertical axis")
     layout = env.backend.feature_layout()
 
     def starts(kind: str) -> tuple[int, ...]:
@@ -181,6 +176,24 @@ def symmetry_of(env: Any, max_angle: float | None = None,
                           **mirrored)
 
 
+def _published_joint(env: Any, jname: str, role: str) -> int:
+    """Index of hinge ``jname`` in ``env``'s published joints (ValueError naming it if absent;
+    ``role``: symmetry or mirror, for the message)."""
+    if jname not in env.joint_names:
+        raise ValueError(f"{env.spec_.name}: {role} joint {jname!r} is not among the published "
+                         f"joints {env.joint_names}")
+    return env.joint_names.index(jname)
+
+
+def _check_vertical(env: Any, data: Any, j: int, role: str) -> None:
+    """ValueError unless published joint ``j`` turns about the vertical axis in ``data``'s
+    kinematics (``role``: symmetry or mirror, for the message)."""
+    axis = np.asarray(data.xaxis[env.joint_ids[j]])
+    if abs(abs(float(axis[2])) - 1.0) > 1e-6:
+        raise ValueError(f"{env.spec_.name}: {role} joint {env.joint_names[j]!r} turns about "
+                         f"{axis.round(3)}, not the vertical axis")
+
+
 def _mirror_of(env: Any, decl: dict[str, Any], joint: int) -> dict[str, Any]:
     """``PlanarRotation``'s mirror fields for the declared ``mirror`` (one-line ValueError
     when there is none, or a named hinge is unpublished or not about the vertical axis, the
@@ -194,12 +207,8 @@ def _mirror_of(env: Any, decl: dict[str, Any], joint: int) -> dict[str, Any]:
     n = len(env.joint_names)
     idx = []
     for jname in decl["mirror"]["joints"]:
-        if jname not in env.joint_names:
-            raise ValueError(f"{name}: mirror joint {jname!r} is not among the published joints "
-                             f"{env.joint_names}")
-        j = env.joint_names.index(jname)
-        jid = env.joint_ids[j]
-        if model.jnt_type[jid] != mujoco.mjtJoint.mjJNT_HINGE:
+        j = _published_joint(env, jname, "mirror")
+        if model.jnt_type[env.joint_ids[j]] != mujoco.mjtJoint.mjJNT_HINGE:
             raise ValueError(f"{name}: mirror joint {jname!r} is not a hinge")
         idx.append(j)
     if joint not in idx:
@@ -209,10 +218,7 @@ def _mirror_of(env: Any, decl: dict[str, Any], joint: int) -> dict[str, Any]:
     data.qpos[model.jnt_qposadr[base]] = 0.0  # the base hinge at zero: the mirror plane
     mujoco.mj_kinematics(model, data)
     for j in idx:
-        axis = data.xaxis[env.joint_ids[j]]
-        if abs(abs(float(axis[2])) - 1.0) > 1e-6:
-            raise ValueError(f"{name}: mirror joint {env.joint_names[j]!r} turns about "
-                             f"{np.round(axis, 3)}, not the vertical axis")
+        _check_vertical(env, data, j, "mirror")
     x_axis = data.xmat[model.jnt_bodyid[base]].reshape(3, 3)[:, 0]
     ids = {env.joint_ids[j] for j in idx}
     if env.action_space.shape[0] != model.nu:
