@@ -94,7 +94,7 @@ def iq_loss(
     action. With V' from the target heads the row forms push every V(z) they read down by
     a constant gradient (IQ-Learn differentiates V(z') too, and the sum telescopes to a
     1 - gamma weight); on reacher td and mix drove the behaviour Q down and expert the
-    expert Q (README).
+    expert Q (docs/iqmpc-results.md).
 
     q, v_next: (..., B, 1), e.g. (num_q, H, B, 1) for every head and step at once; v: same
     batch shape (broadcast); is_expert: (B,) bool. Returns the loss reduced over the batch

@@ -2,7 +2,8 @@
 
 Speed numbers depend on the processor far more than on anything else: the same bfloat16
 matrix product ran at 1385 GFLOP/s on a CPU with AMX and at about 1 GFLOP/s (emulated) on an
-AVX2-only one (README). Every benchmark JSON therefore records :func:`machine_info`.
+AVX2-only one (docs/iqmpc-speed.md, docs/runtime-speed.md). Every benchmark JSON therefore
+records :func:`machine_info`.
 Importing this module does not import torch (the runtime's benchmark uses it too).
 """
 from __future__ import annotations

@@ -176,9 +176,10 @@ def quantize_bundle(src: str | Path, out_dir: str | Path, per_channel: bool = Fa
     the new files' hashes. ``weight_bits`` 8 or 7 (reduced range) for every graph, or "auto":
     8 on a CPU whose int8 products cannot saturate (VNNI, ARM), and on one without VNNI
     (:func:`wmil_core.machine.int8_saturates`) whichever of 8 and 7 the check finds closer to
-    the float graph, per graph (README: on an AVX2 CPU 7 bits cut one graph's difference from
-    0.25 to 0.03 and raised another's from 0.06 to 0.23). Refuses an int8 source and an
-    existing ``out_dir`` (unless ``overwrite``); nothing is left behind on failure.
+    the float graph, per graph (docs/runtime-speed.md: on an AVX2 CPU 7 bits cut one graph's
+    difference from 0.25 to 0.03 and raised another's from 0.06 to 0.23). Refuses an int8
+    source and an existing ``out_dir`` (unless ``overwrite``); nothing is left behind on
+    failure.
     """
     import onnxruntime as ort
 

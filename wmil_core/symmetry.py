@@ -19,7 +19,8 @@ its 20 demos all around the base. Where the goal's angle about that axis is
 uniform (reacher) the expert's state distribution is invariant under these turns; where it is
 not (the Jaco's target box) the turns widen it. Either way a few demonstrations, each turned by
 a random angle whenever it is sampled, stand for the same behaviour at goals all around
-(``wmil train --demo-symmetry``; README: what it buys on reacher and the Jaco).
+(``wmil train --demo-symmetry``; what it buys on reacher and the Jaco:
+docs/iqmpc-results.md and docs/imitation-benchmark.md).
 ``--behaviour-symmetry`` turns behaviour batches the same way.
 
 A planar arm whose links are mirror-symmetric about the vertical plane through its base axis

@@ -81,14 +81,15 @@ class IQMPCConfig:
     q_weight_decay: float = 0.0
     mpc: bool = True  # plan with MPPI (False: act with the policy prior)
     # torch.compile the planner's value rollout and the update's losses (the gradient penalty
-    # stays eager): about a minute of compilation per graph, then fused kernels (see README
-    # for the measured speed-up); pays off in long runs, so off by default (and in tests).
+    # stays eager): about a minute of compilation per graph, then fused kernels (see
+    # docs/iqmpc-speed.md for the measured speed-up); pays off in long runs, so off by default
+    # (and in tests).
     # "planner": the value rollout alone (the update stays eager, which its fused kernels
-    # made as fast or faster at batch 128 + 128: README)
+    # made as fast or faster at batch 128 + 128: docs/iqmpc-speed.md)
     compile: bool | Literal["planner"] = False
     # bfloat16: matrix products of the update and the planner in bfloat16 (torch.autocast;
     # weights, optimiser, losses and the Q heads' scalar output stay float32). On CPUs with
-    # AMX (or GPUs with tensor cores) that multiplies matmul throughput (README: measured);
+    # AMX (or GPUs with tensor cores) that multiplies matmul throughput (docs/iqmpc-speed.md);
     # exported bundles are float32 either way. float32: everything in float32 (the default)
     precision: Precision = "float32"
     # Polyak rate of an averaged copy of every network (encoder, dynamics, Q heads, prior),
@@ -159,7 +160,8 @@ class IQMPC:
                 and not machine.native_bfloat16_matmul()):
             warnings.warn(f"precision bfloat16: this CPU ({machine.cpu_model()}) has neither AMX "
                           "nor AVX512-BF16, so bfloat16 matrix products are emulated and far "
-                          "slower than float32 (README); use precision float32 here",
+                          "slower than float32 (docs/runtime-speed.md); use precision float32 "
+                          "here",
                           RuntimeWarning, stacklevel=2)
         self.action_dim = action_dim
         self.obs_shapes = {k: tuple(v) for k, v in obs_shapes.items()}
