@@ -44,3 +44,5 @@ wmil eval "$D/runs/reacher-easy-int8" --episodes 10 --seed 30000 --threads 1 \
 # onnxruntime's profiler (the bundle against itself; run beside the deployment evals above)
 wmil bench value-graph models/reacher-easy models/reacher-easy --samples 512 --threads 1 \
     --repeats 20 --profile 30 --out "$D/value-graph-512-1thread-profile.json"
+# the operators behind the non-product time: LayerNorm and Mish forms in onnxruntime
+python bench/epyc-avx512/ort_kernels.py --out "$D/ort-kernels.json"
