@@ -16,6 +16,13 @@ if [ -n "${SRC:-}" ]; then
             --out "$D/tdmpc2-compare-1m-1thread-bfloat16$k.json"
     done
 fi
+# the issue's own setting: two threads (eager; float32 and bfloat16 products)
+if [ -n "${SRC:-}" ]; then
+    for p in float32 bfloat16; do
+        wmil bench tdmpc2 --src "$SRC" --size 1m --threads 2 --precision $p \
+            --out "$D/tdmpc2-compare-1m-2threads-$p.json"
+    done
+fi
 # the planner compiled (inductor), with bfloat16 products and in float32
 if [ -n "${SRC:-}" ]; then
     for p in bfloat16 float32; do
@@ -46,3 +53,7 @@ wmil bench value-graph models/reacher-easy models/reacher-easy --samples 512 --t
     --repeats 20 --profile 30 --out "$D/value-graph-512-1thread-profile.json"
 # the operators behind the non-product time: LayerNorm and Mish forms in onnxruntime
 python bench/epyc-avx512/ort_kernels.py --out "$D/ort-kernels.json"
+# the paper's planner (512 x 6) on the same 10 episodes, for the score the deployment setting
+# gives up (run beside a CI run: its latency is not comparable)
+wmil eval models/reacher-easy --episodes 10 --seed 30000 --threads 1 --samples 512 \
+    --iterations 6 --out "$D/eval-reacher-easy-512x6.json"
