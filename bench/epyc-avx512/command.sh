@@ -41,6 +41,15 @@ if [ -f "$R" ]; then
             --threads 1 --also "$D/runs/reacher-easy-int8" --out "$D/planner-512x6-1thread-$k.json"
     done
 fi
+# two threads, the samples split in two shards for the runtime (torch on two intra-op
+# threads), three runs
+if [ -f "$R" ]; then
+    for k in "" -b -c; do
+        wmil bench planner models/reacher-easy --run "$R" --samples 512 --iterations 6 --horizon 3 \
+            --threads 2 --shards 2 --also "$D/runs/reacher-easy-int8" \
+            --out "$D/planner-512x6-2threads-2shards$k.json"
+    done
+fi
 # the deployment setting: the shipped bundle's own 64 x 2 planner and its int8 copy, one
 # thread, planning p50/p99 over 10 episodes (5000 steps)
 wmil eval models/reacher-easy --episodes 10 --seed 30000 --threads 1 \
