@@ -66,3 +66,6 @@ python bench/epyc-avx512/ort_kernels.py --out "$D/ort-kernels.json"
 # gives up (run beside a CI run: its latency is not comparable)
 wmil eval models/reacher-easy --episodes 10 --seed 30000 --threads 1 --samples 512 \
     --iterations 6 --out "$D/eval-reacher-easy-512x6.json"
+# the int8 copy on the 30 episodes of results/reacher-easy-bsym-eval-40000x30.json (paired)
+wmil eval "$D/runs/reacher-easy-int8" --episodes 30 --seed 40000 --threads 1 \
+    --out "$D/eval-reacher-easy-int8-40000x30.json"
