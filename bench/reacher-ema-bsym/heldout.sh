@@ -4,7 +4,9 @@
 # (averaged networks) and its best evaluated one play the 30 held-out targets (seeds
 # 20000-20029), two at a time, and radius.py splits the returns by target radius.
 # The checkpoints are copied out first (a resumed run overwrites latest.pt and best.pt) to
-# $D/heldout/ckpt/ (gitignored). Run from the repo root with .venv/bin on PATH.
+# $D/heldout/ckpt/ (gitignored). Run from the repo root with .venv/bin on PATH. Rerun after a
+# resume it would copy the resumed checkpoints over s<seed>-latest.pt (s1-latest.pt is the
+# source of the shipped models/reacher-easy): heldout60.sh scores the 60k ones.
 set -euo pipefail
 D=bench/reacher-ema-bsym
 export MUJOCO_GL=egl
