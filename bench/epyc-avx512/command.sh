@@ -15,35 +15,29 @@ if [ -n "${SRC:-}" ]; then
         wmil bench tdmpc2 --src "$SRC" --size 1m --threads 1 --precision bfloat16 \
             --out "$D/tdmpc2-compare-1m-1thread-bfloat16$k.json"
     done
-fi
-# the issue's own setting: two threads (eager; float32 and bfloat16 products)
-if [ -n "${SRC:-}" ]; then
+    # the issue's own setting: two threads (eager; float32 and bfloat16 products)
     for p in float32 bfloat16; do
         wmil bench tdmpc2 --src "$SRC" --size 1m --threads 2 --precision $p \
             --out "$D/tdmpc2-compare-1m-2threads-$p.json"
     done
-fi
-# the planner compiled (inductor), with bfloat16 products and in float32
-if [ -n "${SRC:-}" ]; then
+    # the planner compiled (inductor), with bfloat16 products and in float32
     for p in bfloat16 float32; do
         wmil bench tdmpc2 --src "$SRC" --size 1m --threads 1 --precision $p --compile planner \
             --out "$D/tdmpc2-compare-1m-1thread-$p-compiled-planner.json"
     done
 fi
-# #5: the planner benchmark (512 x 6 x 3, one thread, three repeats) on the shipped
-# reacher-easy bundle against its torch checkpoint (R; not in git: bench/reacher-ema-bsym seed
-# 1 at 40k), with its int8 copy (weight bits chosen per graph by `wmil quantize` on this CPU)
+# the shipped bundle's int8 copy (weight bits chosen per graph by `wmil quantize` on this CPU)
+[ -d "$D/runs/reacher-easy-int8" ] || wmil quantize models/reacher-easy --out "$D/runs/reacher-easy-int8"
+# #5: the planner benchmark (512 x 6 x 3) on the shipped reacher-easy bundle against its torch
+# checkpoint (R; not in git: bench/reacher-ema-bsym seed 1 at 40k), with the int8 copy: one
+# thread, three runs; then two threads, the samples split in two shards for the runtime (torch
+# on two intra-op threads), three runs
 R=${R:-bench/reacher-ema-bsym/heldout/ckpt/s1-latest.pt}
 if [ -f "$R" ]; then
-    [ -d "$D/runs/reacher-easy-int8" ] || wmil quantize models/reacher-easy --out "$D/runs/reacher-easy-int8"
     for k in a b c; do
         wmil bench planner models/reacher-easy --run "$R" --samples 512 --iterations 6 --horizon 3 \
             --threads 1 --also "$D/runs/reacher-easy-int8" --out "$D/planner-512x6-1thread-$k.json"
     done
-fi
-# two threads, the samples split in two shards for the runtime (torch on two intra-op
-# threads), three runs
-if [ -f "$R" ]; then
     for k in "" -b -c; do
         wmil bench planner models/reacher-easy --run "$R" --samples 512 --iterations 6 --horizon 3 \
             --threads 2 --shards 2 --also "$D/runs/reacher-easy-int8" \

@@ -22,7 +22,11 @@ from collections.abc import Callable
 
 import numpy as np
 import onnxruntime as ort
+import torch
 from onnx import TensorProto, helper, numpy_helper
+
+from wmil_core.config import atomic_write
+from wmil_core.machine import machine_info, torch_cpu_features
 
 N, D, BLOCKS = 512, 256, 8
 Block = Callable[[str, str, int], list]
@@ -154,29 +158,19 @@ def main() -> None:
         print(f"{family} ({N} x {D}, one thread, median of {args.calls} calls):")
         for name, ms in medians.items():
             print(f"  {name:46s} {ms:.3f} ms")
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-        xt, gt, bt = torch.from_numpy(x), torch.ones(D), torch.zeros(D)
-        ts = []
-        for _ in range(args.calls * BLOCKS):
-            start = time.perf_counter()
-            torch.nn.functional.layer_norm(xt, (D,), gt, bt)
-            ts.append(time.perf_counter() - start)
-        result["torch_layer_norm_ms"] = float(np.median(ts)) * 1e3
-        print(f"torch layer_norm, same input: {result['torch_layer_norm_ms']:.3f} ms")
-    except ImportError:
-        pass
-    try:
-        from wmil_core.machine import machine_info, torch_cpu_features
-        result.update(machine_info())
-        result.update(torch_cpu_features())
-    except ImportError:
-        pass
+    torch.set_num_threads(1)
+    xt, gt, bt = torch.from_numpy(x), torch.ones(D), torch.zeros(D)
+    ts = []
+    for _ in range(args.calls * BLOCKS):
+        start = time.perf_counter()
+        torch.nn.functional.layer_norm(xt, (D,), gt, bt)
+        ts.append(time.perf_counter() - start)
+    result["torch_layer_norm_ms"] = float(np.median(ts)) * 1e3
+    print(f"torch layer_norm, same input: {result['torch_layer_norm_ms']:.3f} ms")
+    result.update(machine_info())
+    result.update(torch_cpu_features())
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=1)
+        atomic_write(args.out, json.dumps(result, indent=1))
         print(f"wrote {args.out}")
 
 
