@@ -140,13 +140,45 @@ def test_bad_action_is_refused():
 
 
 def test_actions_map_to_actuator_range():
-    env = make_env("jaco/reach-site", "state", seed=0)
+    env = make_env("jaco/lift-brick", "state", seed=0)
     env.reset()
     env.step(np.ones(9))
     ctrl = env.backend.data.ctrl
     assert np.allclose(ctrl, env.action_high)
     env.step(-np.ones(9))
     assert np.allclose(env.backend.data.ctrl, env.action_low)
+
+
+def test_held_actuators_stay_at_their_command():
+    """jaco/reach-site holds the fingers (hold_actions): six actions drive the arm, and the
+    fingers' velocity actuators stay at 0 whatever the agent does."""
+    env = make_env("jaco/reach-site", "state", seed=0)
+    try:
+        obs, _ = env.reset()
+        assert env.action_space.shape == (6,)
+        assert list(env.actuators) == [0, 1, 2, 3, 4, 5]
+        assert np.array_equal(env.action_high, env.backend.action_high[:6])
+        fingers0, arm0 = obs["joints"][6:9].copy(), obs["joints"][:6].copy()
+        for sign in (1.0, -1.0):
+            obs, *_ = env.step(sign * np.ones(6))
+            if sign > 0:
+                assert np.abs(obs["joints"][:6] - arm0).min() > 0.001  # every arm joint moved
+            ctrl = env.backend.data.ctrl
+            assert np.allclose(ctrl[:6], env.backend.action_high[:6] if sign > 0
+                               else env.backend.action_low[:6])
+            assert np.allclose(ctrl[6:], 0.0)  # action 0 of a symmetric range
+        assert np.abs(obs["joints"][6:9] - fingers0).max() < 1e-4  # (driven: ~0.01 in 2 steps)
+        with pytest.raises(ValueError, match="shape"):
+            env.step(np.zeros(9))
+    finally:
+        env.close()
+    with pytest.raises(ValueError, match="hold_actions must map"):
+        TaskSpec(name="x", family="jaco", env_id="reach_site_features",
+                 hold_actions={"jaco_arm/joint_1": 2.0})
+    bad = TaskSpec(name="jaco/x", family="jaco", env_id="reach_site_features",
+                   hold_actions={"jaco_arm/no_such_finger": 0.0})
+    with pytest.raises(ValueError, match="no actuator named 'jaco_arm/no_such_finger'"):
+        make_env(bad, "state", seed=0)
 
 
 @pytest.mark.slow

@@ -75,9 +75,15 @@ class JacoReach:
         if missing:
             raise ValueError(f"{env.task_name}: arm joint {missing[0]} has no actuator")
         self._acts = np.array([act_of_joint[j] for j in arm])
-        self._low = env.action_low.astype(np.float64)
-        self._span = env.action_high - env.action_low
-        self._qd_max = np.minimum(-self._low[self._acts], env.action_high[self._acts])
+        # actuator units over every actuator; the env takes the ones it does not hold
+        self._low = env.backend.action_low.astype(np.float64)
+        self._span = env.backend.action_high - env.backend.action_low
+        self._qd_max = np.minimum(-self._low[self._acts], env.backend.action_high[self._acts])
+        self._free = env.actuators
+        held = np.setdiff1d(np.arange(m.nu), self._free)
+        if np.intersect1d(held, self._acts).size:
+            raise ValueError(f"{env.task_name}: jaco-reach drives the arm joints; the task "
+                             f"holds one of their actuators")
         self._rot_goal = d.site_xmat[self._tcp].reshape(3, 3).copy()
         self._jac = np.zeros((6, m.nv))
         self._weights = np.array([1.0, 1.0, 1.0, _ROT_WEIGHT, _ROT_WEIGHT, _ROT_WEIGHT])
@@ -95,7 +101,8 @@ class JacoReach:
         return goal
 
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        """Action in [-1, 1]^9: arm joint velocities toward the target, fingers still."""
+        """Action in [-1, 1]^A: arm joint velocities toward the target, fingers still (the
+        finger actions are 0, or absent where the task holds the fingers)."""
         m, d = self._model, self._data
         err = self.target(obs) - d.site_xpos[self._tcp]
         v = _KP * err
@@ -117,7 +124,8 @@ class JacoReach:
             qd /= peak  # keep the direction, respect the velocity limits
         ctrl = np.zeros(len(self._low))
         ctrl[self._acts] = qd
-        return np.clip(2.0 * (ctrl - self._low) / self._span - 1.0, -1.0, 1.0)
+        full = np.clip(2.0 * (ctrl - self._low) / self._span - 1.0, -1.0, 1.0)
+        return full[self._free]
 
 
 @register_expert("jaco-reach")

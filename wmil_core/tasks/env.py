@@ -59,6 +59,19 @@ def select_joints(spec: TaskSpec, model: mujoco.MjModel) -> list[int]:
     return [names[n] for n in sel]
 
 
+def held_actions(spec: TaskSpec, model: mujoco.MjModel) -> dict[int, float]:
+    """Actuator id -> the action in [-1, 1] the task holds it at (``spec.hold_actions``)."""
+    held = {}
+    for name, value in (spec.hold_actions or {}).items():
+        a = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_ACTUATOR, name)
+        if a < 0:
+            raise ValueError(f"{spec.name}: hold_actions: no actuator named {name!r}")
+        held[a] = float(value)
+    if len(held) >= model.nu:
+        raise ValueError(f"{spec.name}: hold_actions holds every actuator; none left to act")
+    return held
+
+
 class WmilEnv(gym.Env):
     """A registry task as a gymnasium environment returning wmil observation dicts.
 
@@ -105,8 +118,14 @@ class WmilEnv(gym.Env):
             if episode_length < 1:
                 raise ValueError(f"episode_length: must be >= 1, got {episode_length}")
             self.episode_length = min(self.episode_length, int(episode_length))
-        self.action_low = self.backend.action_low
-        self.action_high = self.backend.action_high
+        # the agent's actions drive the actuators the task does not hold (model order)
+        held = held_actions(spec, m)
+        self.actuators = np.array([a for a in range(m.nu) if a not in held], dtype=np.int64)
+        self._full_action = np.zeros(m.nu)
+        for a, value in held.items():
+            self._full_action[a] = value
+        self.action_low = self.backend.action_low[self.actuators]
+        self.action_high = self.backend.action_high[self.actuators]
         act_dim = self.action_low.shape[0]
         self.action_space = gym.spaces.Box(-1.0, 1.0, (act_dim,), dtype=np.float32)
         self._renderer: mujoco.Renderer | None = None
@@ -229,8 +248,10 @@ class WmilEnv(gym.Env):
             raise ValueError(f"action has shape {a.shape}, expected {self.action_space.shape}")
         if not np.all(np.isfinite(a)):
             raise ValueError("action has a non-finite value")
-        a = np.clip(a, -1.0, 1.0)
-        ctrl = self.action_low + (a + 1.0) * 0.5 * (self.action_high - self.action_low)
+        full = self._full_action.copy()
+        full[self.actuators] = np.clip(a, -1.0, 1.0)
+        low, high = self.backend.action_low, self.backend.action_high
+        ctrl = low + (full + 1.0) * 0.5 * (high - low)
         reward = 0.0
         ended = False
         last_reward = 0.0

@@ -42,6 +42,9 @@ class TaskSpec:
     # {rotation: {joint: <hinge>, vectors: [<feature keys>], points: [...]},
     #  mirror: {joints: [<hinges>]}}: see wmil_core.symmetry
     symmetry: Any = None
+    # {<actuator name>: <action in [-1, 1]>}: actuators the task holds at a fixed command
+    # (a reach holds the Jaco's fingers still); the agent's actions are the other actuators
+    hold_actions: Any = None
 
     def __post_init__(self) -> None:
         if self.family not in ("dmc", "jaco", "myo"):
@@ -71,6 +74,13 @@ class TaskSpec:
         names_ok = isinstance(f, (list, tuple)) and all(isinstance(n, str) for n in f)
         if not (f == "all" or names_ok):
             raise ValueError(f"{self.name}: features must be 'all' or a list of observation keys")
+        hold = self.hold_actions
+        if hold is not None and not (
+                isinstance(hold, dict) and hold
+                and all(isinstance(k, str) for k in hold)
+                and all(isinstance(v, (int, float)) and -1.0 <= v <= 1.0 for v in hold.values())):
+            raise ValueError(f"{self.name}: hold_actions must map actuator names to actions "
+                             f"in [-1, 1]")
         sym = self.symmetry
         if sym is not None:
             one = isinstance(sym, dict) and "rotation" in sym and set(sym) <= {"rotation",
