@@ -74,7 +74,7 @@ def test_collect_writes_loadable_state_and_pixel_files(tmp_path: Path):
     collect_demos("jaco/reach-site", 1, "pixels+joints", pix, seed=0, expert="random",
                   progress=False)
     ep = load_demos(pix, task="jaco/reach-site").episodes[0]
-    assert ep.obs["image"].shape == (251, 64, 64, 9) and ep.obs["joints"].shape == (251, 18)
+    assert ep.obs["image"].shape == (251, 64, 64, 9) and ep.obs["joints"].shape == (251, 12)
 
 
 def test_interrupted_collection_leaves_nothing(tmp_path: Path, monkeypatch):

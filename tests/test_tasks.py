@@ -150,15 +150,24 @@ def test_actions_map_to_actuator_range():
 
 
 def test_held_actuators_stay_at_their_command():
-    """jaco/reach-site holds the fingers (hold_actions): six actions drive the arm, and the
-    fingers' velocity actuators stay at 0 whatever the agent does."""
+    """jaco/reach-site holds the fingers (hold_actions): six actions drive the arm, the
+    fingers' velocity actuators stay at 0 whatever the agent does, and ``joints`` reads the
+    six arm joints only."""
+    import mujoco
+
     env = make_env("jaco/reach-site", "state", seed=0)
     try:
         obs, _ = env.reset()
         assert env.action_space.shape == (6,)
         assert list(env.actuators) == [0, 1, 2, 3, 4, 5]
         assert np.array_equal(env.action_high, env.backend.action_high[:6])
-        fingers0, arm0 = obs["joints"][6:9].copy(), obs["joints"][:6].copy()
+        assert env.joint_names == [f"jaco_arm/joint_{i}" for i in range(1, 7)]
+        assert obs["joints"].shape == (12,)
+        m, d = env.backend.model, env.backend.data
+        fingers = [m.jnt_qposadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT,
+                                                   f"jaco_arm/jaco_hand/finger_{i}")]
+                   for i in (1, 2, 3)]
+        fingers0, arm0 = d.qpos[fingers].copy(), obs["joints"][:6].copy()
         for sign in (1.0, -1.0):
             obs, *_ = env.step(sign * np.ones(6))
             if sign > 0:
@@ -167,7 +176,7 @@ def test_held_actuators_stay_at_their_command():
             assert np.allclose(ctrl[:6], env.backend.action_high[:6] if sign > 0
                                else env.backend.action_low[:6])
             assert np.allclose(ctrl[6:], 0.0)  # action 0 of a symmetric range
-        assert np.abs(obs["joints"][6:9] - fingers0).max() < 1e-4  # (driven: ~0.01 in 2 steps)
+        assert np.abs(d.qpos[fingers] - fingers0).max() < 1e-4  # (driven: ~0.01 in 2 steps)
         with pytest.raises(ValueError, match="shape"):
             env.step(np.zeros(9))
     finally:
