@@ -19,6 +19,7 @@ import json
 import numpy as np
 import torch
 
+from wmil_core.collect import play_episode
 from wmil_core.config import atomic_write
 from wmil_core.export import load_trained
 
@@ -38,16 +39,12 @@ def main() -> None:
     trainer = load_trained(args.checkpoint)[0]
     agent = trainer.agent
     agent.cfg = dataclasses.replace(agent.cfg, mpc=not args.prior)
-    env = trainer.eval_env
     rows = []
     for seed in range(args.seed, args.seed + args.episodes):
-        obs, _ = env.reset(seed=seed)
-        dist, t, info = [], 0, {}
-        done = False
-        while not done:
-            dist.append(float(np.linalg.norm(obs["features"][6:9])))
-            obs, _, term, trunc, info = env.step(agent.act(obs, t0=t == 0, eval_mode=True))
-            done, t = term or trunc, t + 1
+        obs, _, _, info = play_episode(
+            trainer.eval_env, lambda o, t: agent.act(o, t0=t == 0, eval_mode=True), seed)
+        # before each action; one norm per row (a batched norm rounds float32 differently)
+        dist = [float(np.linalg.norm(f[6:9])) for f in obs["features"][:-1]]
         row = {"seed": seed, "distance": {t: dist[t] for t in STEPS if t < len(dist)},
                "min_distance": min(dist), "return": float(info["episode_return"]),
                "success": bool(info.get("success", False))}

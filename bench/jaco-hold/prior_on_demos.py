@@ -17,10 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 
-import h5py
 import torch
 
 from wmil_core.config import atomic_write
+from wmil_core.demos import load_demos
 from wmil_core.export import load_trained
 
 
@@ -36,10 +36,8 @@ def main() -> None:
     torch.manual_seed(0)
     agent = load_trained(args.checkpoint)[0].agent
     result = {}
-    with h5py.File(args.demos) as f:
-        names = sorted(k for k in f if k.startswith("episode_"))
-        episodes = [({k: torch.as_tensor(f[n]["obs"][k][:-1]) for k in f[n]["obs"]},
-                     torch.as_tensor(f[n]["actions"][:])) for n in names]
+    episodes = [({k: torch.as_tensor(v[:-1]) for k, v in ep.obs.items()},
+                 torch.as_tensor(ep.actions)) for ep in load_demos(args.demos).episodes]
     for copy, model in (("averaged", getattr(agent, "ema_model", None)), ("online", agent.model)):
         if model is None:
             continue
