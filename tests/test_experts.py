@@ -108,3 +108,29 @@ def test_no_expert_for_hopper() -> None:
 def test_expert_rejects_foreign_task() -> None:
     with pytest.raises(ValueError, match="supports"):
         make_expert("dmc/walker-walk", name="cartpole-energy")
+
+
+def test_jaco_expert_acts_on_the_free_actuators_and_refuses_a_held_arm_joint() -> None:
+    """jaco-reach returns one action per actuator the task leaves free (the six arm joints of
+    jaco/reach-site) and refuses a task that holds an arm joint it must drive."""
+    import dataclasses
+
+    from wmil_core.tasks import get_task
+
+    env = make_env("jaco/reach-site", "state", seed=0)
+    try:
+        obs, _ = env.reset()
+        expert = make_expert("jaco/reach-site")
+        expert.reset(env)
+        assert expert.act(obs).shape == (6,)
+    finally:
+        env.close()
+    spec = dataclasses.replace(get_task("jaco/reach-site"),
+                               hold_actions={"jaco_arm/joint_2": 0.0})
+    env = make_env(spec, "state", seed=0)
+    try:
+        env.reset()
+        with pytest.raises(ValueError, match="holds one of their actuators"):
+            make_expert("jaco/reach-site").reset(env)
+    finally:
+        env.close()

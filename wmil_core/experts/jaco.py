@@ -80,8 +80,7 @@ class JacoReach:
         self._span = env.backend.action_high - env.backend.action_low
         self._qd_max = np.minimum(-self._low[self._acts], env.backend.action_high[self._acts])
         self._free = env.actuators
-        held = np.setdiff1d(np.arange(m.nu), self._free)
-        if np.intersect1d(held, self._acts).size:
+        if not np.isin(self._acts, self._free).all():
             raise ValueError(f"{env.task_name}: jaco-reach drives the arm joints; the task "
                              f"holds one of their actuators")
         self._rot_goal = d.site_xmat[self._tcp].reshape(3, 3).copy()
