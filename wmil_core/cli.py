@@ -480,6 +480,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--circular-joints", dest="circular_joints", action="store_const",
                     const=True, default=None,
                     help="encode unlimited hinge joints by their sine and cosine")
+    tr.add_argument("--canonical-frame", dest="canonical_frame", action="store_const",
+                    const=True, default=None,
+                    help="read the state in the frame turning with the task's symmetry hinge "
+                         "(the Jaco's first joint)")
     tr.add_argument("--seed", type=int, default=None)
     tr.add_argument("--device", default=None, help="auto | cpu | cuda")
     tr.add_argument("--threads", type=int, default=None)

@@ -126,11 +126,12 @@ class PlanarRotation:
         return batch._replace(obs=obs)
 
 
-def symmetry_of(env: Any, max_angle: float | None = None,
-                mirror: bool = False) -> PlanarRotation:
+def symmetry_of(env: Any, max_angle: float | None = None, mirror: bool = False,
+                option: str = "demo_symmetry") -> PlanarRotation:
     """The symmetry ``env``'s task declares, resolved to observation indices; ``max_angle``
     (radians) overrides the declaration's range of turns; ``mirror`` adds the declared
-    reflection (:meth:`PlanarRotation.reflect`).
+    reflection (:meth:`PlanarRotation.reflect`); ``option`` names the setting that asked, in
+    errors.
 
     ValueError (one line) when the task declares none, the observation mode lacks the state
     keys it acts on, the declaration names a joint or feature the task does not publish, or
@@ -140,10 +141,10 @@ def symmetry_of(env: Any, max_angle: float | None = None,
     name = spec.name
     decl = spec.symmetry
     if not decl:
-        raise ValueError(f"demo_symmetry: task {name} declares no symmetry (sim/tasks/*.yaml)")
+        raise ValueError(f"{option}: task {name} declares no symmetry (sim/tasks/*.yaml)")
     obs_spec = env.obs_spec()
     if "joints" not in obs_spec or "features" not in obs_spec:
-        raise ValueError(f"demo_symmetry: needs state observations (joints and features); "
+        raise ValueError(f"{option}: needs state observations (joints and features); "
                          f"{name} in this mode has {sorted(obs_spec)}")
     rot = decl["rotation"]
     joint = _published_joint(env, rot["joint"], "symmetry")

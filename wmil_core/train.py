@@ -56,6 +56,11 @@ class TrainConfig:
     # encode the task's unlimited hinges (env.angle_joints()) by sine and cosine in the
     # encoder: sets the agent's model.angle_joints unless the agent config names them
     circular_joints: bool = False
+    # read the state in the frame that turns with the task's declared symmetry hinge (the
+    # Jaco's first joint): sets the agent's model.frame_* (wmil_core.world_model.to_frame)
+    # unless the agent config names them; the networks then cannot tell apart scenes that
+    # differ by a turn about that axis, and demo turns change nothing they see
+    canonical_frame: bool = False
     offline_steps: int = 0  # updates on demos alone before going online
     steps: int = 100_000  # online environment steps (agent steps)
     seed_steps: int = 1000  # first online steps act at random; then as many updates at once
@@ -109,11 +114,19 @@ def write_csv(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None
 
 def agent_overrides(cfg: TrainConfig, env: Any) -> dict[str, Any]:
     """``cfg.agent`` with ``model.angle_joints`` from the task when ``circular_joints`` asks
-    for it (and the agent config does not set them itself)."""
+    for it and ``model.frame_*`` when ``canonical_frame`` does (unless the agent config sets
+    them itself)."""
     agent = dict(cfg.agent)
     model = dict(agent.get("model") or {})
     if cfg.circular_joints and "angle_joints" not in model and "joints" in env.obs_spec():
-        agent["model"] = {**model, "angle_joints": env.angle_joints()}
+        model = {**model, "angle_joints": env.angle_joints()}
+    if cfg.canonical_frame and "frame_joint" not in model:
+        sym = symmetry_of(env, option="canonical_frame")
+        model = {**model, "frame_joint": sym.joint, "frame_vectors": list(sym.vectors),
+                 "frame_points": list(sym.points), "frame_center": list(sym.center),
+                 "frame_direction": sym.direction}
+    if model:
+        agent["model"] = model
     return agent
 
 

@@ -51,6 +51,17 @@ class ModelConfig:
     # indices in ``joints`` of angles on a circle (unlimited hinges, ``env.angle_joints()``):
     # the encoder reads each as its sine and cosine, so theta and theta + 2 pi are one input
     angle_joints: tuple[int, ...] = ()
+    # the arm's own frame (``TrainConfig.canonical_frame``): the encoder turns the scene about a
+    # vertical base hinge until that hinge reads 0 (:func:`to_frame`), so that every pose the
+    # hinge alone tells apart is one input. frame_joint: index in ``joints`` of the hinge's
+    # angle (-1: off); frame_vectors / frame_points: index in ``features`` of each world-frame
+    # vector's / position's x (y follows); frame_center: the hinge's anchor (world x, y);
+    # frame_direction: +1 for an axis pointing up, -1 down (``wmil_core.symmetry``'s terms)
+    frame_joint: int = -1
+    frame_vectors: tuple[int, ...] = ()
+    frame_points: tuple[int, ...] = ()
+    frame_center: tuple[float, float] = (0.0, 0.0)
+    frame_direction: float = 1.0
 
     def __post_init__(self) -> None:
         if self.latent_dim % self.simnorm_dim:
@@ -68,6 +79,11 @@ class ModelConfig:
                 self.angle_joints):
             raise ValueError(f"angle_joints: must be distinct indices >= 0, got "
                              f"{list(self.angle_joints)}")
+        if self.frame_joint < -1 or any(i < 0 for i in self.frame_vectors + self.frame_points):
+            raise ValueError("frame_joint, frame_vectors, frame_points: must be indices >= 0 "
+                             "(frame_joint -1: no frame)")
+        if self.frame_direction not in (1.0, -1.0):
+            raise ValueError(f"frame_direction: must be 1 or -1, got {self.frame_direction}")
 
 
 def circular(joints: Tensor, angles: Tensor, mask: Tensor) -> Tensor:
@@ -76,6 +92,25 @@ def circular(joints: Tensor, angles: Tensor, mask: Tensor) -> Tensor:
     the pose, periodic in 2 pi."""
     sin = torch.where(mask, torch.sin(joints), joints)  # (..., J)
     return torch.cat([sin, torch.cos(joints.index_select(-1, angles))], -1)
+
+
+def to_frame(joints: Tensor, features: Tensor, cfg: ModelConfig) -> tuple[Tensor, Tensor]:
+    """``(joints, features)`` seen from the frame that turns with the hinge ``cfg.frame_joint``
+    (a vertical axis): each named vector turned by -direction * angle about the origin, each
+    point about the hinge's anchor, and the hinge's angle read as 0 (its velocity stays).
+    Turning the scene about that axis (:class:`wmil_core.symmetry.PlanarRotation`) leaves the
+    result unchanged."""
+    theta = -cfg.frame_direction * joints[..., cfg.frame_joint]
+    c, s = torch.cos(theta), torch.sin(theta)
+    cols = list(features.unbind(-1))
+    cx, cy = cfg.frame_center
+    for i, (ox, oy) in [(i, (0.0, 0.0)) for i in cfg.frame_vectors] + [
+            (i, (cx, cy)) for i in cfg.frame_points]:
+        x, y = cols[i] - ox, cols[i + 1] - oy
+        cols[i], cols[i + 1] = c * x - s * y + ox, s * x + c * y + oy
+    keep = torch.ones(joints.shape[-1], dtype=joints.dtype, device=joints.device)
+    keep[cfg.frame_joint] = 0.0
+    return joints * keep, torch.stack(cols, -1)
 
 
 class Encoder(nn.Module):
@@ -87,6 +122,19 @@ class Encoder(nn.Module):
         self.has_image = "image" in obs_shapes
         act = SimNorm(cfg.simnorm_dim)
         d_vec = sum(int(obs_shapes[k][0]) for k in self.vector_keys)
+        self.frame = cfg if cfg.frame_joint >= 0 else None
+        if self.frame is not None:
+            if self.vector_keys != ["joints", "features"] or self.has_image:
+                raise ValueError(f"frame_joint: the arm's frame needs state observations "
+                                 f"(joints and features), got {sorted(obs_shapes)}")
+            n_joint, n_feat = int(obs_shapes["joints"][0]) // 2, int(obs_shapes["features"][0])
+            if cfg.frame_joint >= n_joint:
+                raise ValueError(f"frame_joint: index {cfg.frame_joint} is not a joint position "
+                                 f"(joints has {n_joint} positions then velocities)")
+            bad = [i for i in cfg.frame_vectors + cfg.frame_points if i + 1 >= n_feat]
+            if bad:
+                raise ValueError(f"frame_vectors, frame_points: index {bad[0]} has no x, y in "
+                                 f"features ({n_feat} values)")
         self.register_buffer("angles", None, persistent=False)
         self.register_buffer("angle_mask", None, persistent=False)
         if cfg.angle_joints:
@@ -117,6 +165,8 @@ class Encoder(nn.Module):
         parts = []
         if self.vector_keys:
             vecs = [obs[k].reshape(-1, obs[k].shape[-1]) for k in self.vector_keys]
+            if self.frame is not None:  # vector_keys is [joints, features] (checked)
+                vecs = list(to_frame(vecs[0], vecs[1], self.frame))
             if self.angles is not None:
                 vecs[0] = circular(vecs[0], self.angles, self.angle_mask)
             parts.append(self.vec(torch.cat(vecs, -1)))
