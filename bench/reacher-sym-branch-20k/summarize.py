@@ -21,11 +21,13 @@ def main(root: Path) -> None:
                   "success_rate": float(r["success_rate"]) if r.get("success_rate") else None,
                   # runs with an averaged copy (agent ema) also score the online networks
                   **({"online_normalized_score": float(r["online_normalized_score"])}
-                     if r.get("online_normalized_score") else {})}
-                 for r in rows if r["normalized_score"]]
+                     if r.get("online_normalized_score") else {}),
+                  **({"online_success_rate": float(r["online_success_rate"])}
+                     if r.get("online_success_rate") else {})}
+                 for r in rows if r.get("normalized_score")]
         train = [r for r in rows if r["phase"] == "online" and r.get("grad_norm")]
         windows = []
-        for lo in range(0, 60000, 5000):
+        for lo in range(0, 100000, 5000):
             w = [r for r in train if lo <= int(r["step"]) < lo + 5000]
             if w:
                 windows.append({"steps": [lo, lo + 5000],

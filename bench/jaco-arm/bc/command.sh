@@ -6,7 +6,11 @@
 # six arm joints in `joints`, the 9 features); `full` ran at commit f195a5e (fingers' joints
 # read as well: 18 joint values), `diff` read all 9 joints and only the feature
 # `target_position - jaco_arm/jaco_hand/pinch_site_pos`, `armdiff` the arm joints and that
-# feature. Run from the repo root with .venv/bin on PATH.
+# feature. Session 26 added, from a worktree whose code was edited for them and kept out of
+# git: `nj6` (joints 1-5 only; the pinch site is 1.5 cm off joint 6's axis), `nv` (joints 1-5,
+# velocities read as 0) and `canonnv` (six joints, velocities read as 0, features turned into
+# the first joint's frame in the environment); the frame as built since then (the encoder's,
+# velocities kept) is bench/jaco-frame/bc.sh. Run from the repo root with .venv/bin on PATH.
 set -euo pipefail
 D=bench/jaco-arm/bc
 export MUJOCO_GL=egl
