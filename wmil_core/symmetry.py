@@ -47,6 +47,7 @@ import numpy as np
 import torch
 
 from wmil_core.buffer import Batch
+from wmil_core.world_model import turn_features
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,15 +114,8 @@ class PlanarRotation:
         """``batch`` turned by ``theta`` (B,), one angle per sub-trajectory."""
         joints = batch.obs["joints"].clone()
         joints[..., self.joint] += self.direction * theta.to(joints.dtype)
-        feats = batch.obs["features"].clone()
-        c, s = torch.cos(theta), torch.sin(theta)
-        for i in self.vectors:
-            x, y = feats[..., i], feats[..., i + 1]
-            feats[..., i], feats[..., i + 1] = c * x - s * y, s * x + c * y
-        cx, cy = self.center
-        for i in self.points:
-            x, y = feats[..., i] - cx, feats[..., i + 1] - cy
-            feats[..., i], feats[..., i + 1] = c * x - s * y + cx, s * x + c * y + cy
+        feats = turn_features(batch.obs["features"], theta, self.vectors, self.points,
+                              self.center)
         obs = {**batch.obs, "joints": joints, "features": feats}
         return batch._replace(obs=obs)
 

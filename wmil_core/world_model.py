@@ -94,6 +94,25 @@ def circular(joints: Tensor, angles: Tensor, mask: Tensor) -> Tensor:
     return torch.cat([sin, torch.cos(joints.index_select(-1, angles))], -1)
 
 
+def turn_features(features: Tensor, theta: Tensor, vectors: Sequence[int],
+                  points: Sequence[int], center: tuple[float, float]) -> Tensor:
+    """``features`` (..., F) with the x, y of each vector (index of its x in ``vectors``)
+    turned by ``theta`` (broadcast over the leading axes) about the origin and each point's
+    about ``center``; every other value as it was. The one rotation of the scene that the
+    symmetry augmentation (:class:`wmil_core.symmetry.PlanarRotation`) and the arm's frame
+    (:func:`to_frame`) both apply."""
+    c, s = torch.cos(theta), torch.sin(theta)
+    cols = list(features.unbind(-1))
+    for i in vectors:
+        x, y = cols[i], cols[i + 1]
+        cols[i], cols[i + 1] = c * x - s * y, s * x + c * y
+    cx, cy = center
+    for i in points:
+        x, y = cols[i] - cx, cols[i + 1] - cy
+        cols[i], cols[i + 1] = c * x - s * y + cx, s * x + c * y + cy
+    return torch.stack(cols, -1)
+
+
 def to_frame(joints: Tensor, features: Tensor, cfg: ModelConfig) -> tuple[Tensor, Tensor]:
     """``(joints, features)`` seen from the frame that turns with the hinge ``cfg.frame_joint``
     (a vertical axis): each named vector turned by -direction * angle about the origin, each
@@ -101,16 +120,10 @@ def to_frame(joints: Tensor, features: Tensor, cfg: ModelConfig) -> tuple[Tensor
     Turning the scene about that axis (:class:`wmil_core.symmetry.PlanarRotation`) leaves the
     result unchanged."""
     theta = -cfg.frame_direction * joints[..., cfg.frame_joint]
-    c, s = torch.cos(theta), torch.sin(theta)
-    cols = list(features.unbind(-1))
-    cx, cy = cfg.frame_center
-    for i, (ox, oy) in [(i, (0.0, 0.0)) for i in cfg.frame_vectors] + [
-            (i, (cx, cy)) for i in cfg.frame_points]:
-        x, y = cols[i] - ox, cols[i + 1] - oy
-        cols[i], cols[i + 1] = c * x - s * y + ox, s * x + c * y + oy
     keep = torch.ones(joints.shape[-1], dtype=joints.dtype, device=joints.device)
     keep[cfg.frame_joint] = 0.0
-    return joints * keep, torch.stack(cols, -1)
+    return joints * keep, turn_features(features, theta, cfg.frame_vectors, cfg.frame_points,
+                                        cfg.frame_center)
 
 
 class Encoder(nn.Module):
