@@ -96,7 +96,8 @@ class LearnerNode(Node):
                                      symmetry=trainer.symmetry,  # as the run trained
                                      recent_fraction=trainer.cfg.recent_fraction,
                                      recent_episodes=trainer.cfg.recent_episodes,
-                                     behaviour_symmetry=trainer.behaviour_symmetry)
+                                     behaviour_symmetry=trainer.behaviour_symmetry,
+                                     hindsight=trainer.hindsight)
         self.assembler = TransitionAssembler(self.keys)
         self.stack = FrameStack(self.frames) if "image" in self.keys else None
         self.updates_per_step = int(p["updates_per_step"])

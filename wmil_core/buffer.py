@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -59,6 +59,7 @@ class EpisodeBuffer:
         self.num_episodes = 0
         self.num_steps = 0  # actions added in total (including overwritten ones)
         self._starts = np.zeros(0, dtype=np.int64)
+        self._last: np.ndarray | None = None  # row -> last row of its episode (lazy)
 
     def __len__(self) -> int:
         """Rows that hold data."""
@@ -118,13 +119,26 @@ class EpisodeBuffer:
         ep = self.episode
         ok = (ep[:-h] >= 0) & (ep[:-h] == ep[h:])
         self._starts = np.flatnonzero(ok)
+        self._last = None
+
+    def last_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The last row of the episode each of ``rows`` belongs to."""
+        if self._last is None:
+            ep = self.episode
+            ends = np.r_[np.flatnonzero(ep[1:] != ep[:-1]), ep.size - 1]  # last row of each run
+            self._last = np.repeat(ends, np.diff(np.r_[-1, ends]))
+        return self._last[rows]
 
     def sample(self, batch_size: int, rng: np.random.Generator,
                device: torch.device | str = "cpu", recent_fraction: float = 0.0,
-               recent_episodes: int = 0) -> Batch:
+               recent_episodes: int = 0,
+               relabel: Callable[[EpisodeBuffer, np.ndarray, dict[str, np.ndarray],
+                                  np.random.Generator], None] | None = None) -> Batch:
         """``batch_size`` sub-trajectories drawn uniformly (with replacement); with
         ``recent_fraction`` f > 0, the first round(f * batch_size) of them are drawn from the
-        latest ``recent_episodes`` episodes only (all of them while there are no more)."""
+        latest ``recent_episodes`` episodes only (all of them while there are no more).
+        ``relabel(buffer, rows, obs, rng)`` may rewrite the gathered observations ``obs[k]``
+        (H+1, B, ...) of buffer rows ``rows`` (H+1, B) in place (wmil_core.hindsight)."""
         if self._starts.size == 0:
             raise ValueError("the buffer holds no episode of at least horizon steps yet")
         start = self._starts[rng.integers(0, self._starts.size, batch_size)]
@@ -134,7 +148,10 @@ class EpisodeBuffer:
             if recent.size:  # none: the latest episodes were all shorter than the horizon
                 start[:n_recent] = recent[rng.integers(0, recent.size, n_recent)]
         idx = start[None, :] + np.arange(self.horizon + 1)[:, None]  # (H+1, B)
-        obs = {k: torch.from_numpy(v[idx]).to(device) for k, v in self.obs.items()}
+        rows = {k: v[idx] for k, v in self.obs.items()}  # copies
+        if relabel is not None:
+            relabel(self, idx, rows, rng)
+        obs = {k: torch.from_numpy(v).to(device) for k, v in rows.items()}
         act = torch.from_numpy(self.action[idx[:-1]]).to(device)
         done = torch.from_numpy(self.done[idx[:-1]]).unsqueeze(-1).to(device)
         rew = (None if self.reward is None

@@ -484,6 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
                     const=True, default=None,
                     help="read the state in the frame turning with the task's symmetry hinge "
                          "(the Jaco's first joint)")
+    tr.add_argument("--hindsight-goals", dest="hindsight_goals", type=float, default=None,
+                    metavar="P", help="give a share P of demo sub-trajectories a goal their "
+                                      "episode reached later (the task's declared goal)")
     tr.add_argument("--seed", type=int, default=None)
     tr.add_argument("--device", default=None, help="auto | cpu | cuda")
     tr.add_argument("--threads", type=int, default=None)

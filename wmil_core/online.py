@@ -16,6 +16,7 @@ import numpy as np
 
 from wmil_core.buffer import EpisodeBuffer
 from wmil_core.demos import load_demos
+from wmil_core.hindsight import HindsightGoals
 from wmil_core.symmetry import PlanarRotation
 
 
@@ -68,6 +69,8 @@ class OnlineLearner:
         out_dir: versioned bundles go to ``out_dir/v0001``, ``v0002``, ...
         symmetry: turn expert batches as training did (``wmil train --demo-symmetry``).
         behaviour_symmetry: turn behaviour batches as training did (``--behaviour-symmetry``).
+        hindsight: give expert sub-trajectories later goals as training did
+            (``--hindsight-goals``, :mod:`wmil_core.hindsight`).
         recent_fraction, recent_episodes: behaviour batches as training drew them
             (:class:`wmil_core.train.TrainConfig`).
     """
@@ -77,7 +80,8 @@ class OnlineLearner:
                  export_every: int = 500, buffer_size: int = 100_000, seed: int = 0,
                  symmetry: PlanarRotation | None = None, recent_fraction: float = 0.0,
                  recent_episodes: int = 10,
-                 behaviour_symmetry: PlanarRotation | None = None) -> None:
+                 behaviour_symmetry: PlanarRotation | None = None,
+                 hindsight: HindsightGoals | None = None) -> None:
         if export_every < 1:
             raise ValueError(f"export_every: must be >= 1, got {export_every}")
         self.agent = agent
@@ -97,6 +101,7 @@ class OnlineLearner:
         self.rng = np.random.default_rng(seed)
         self.symmetry = symmetry
         self.behaviour_symmetry = behaviour_symmetry
+        self.hindsight = hindsight
         self.recent = (recent_fraction, recent_episodes)
         self.lock = threading.Lock()  # buffers
         self.pending = 0  # transitions received and not yet trained on
@@ -129,7 +134,7 @@ class OnlineLearner:
         b = self.agent.cfg.batch_size
         for _ in range(n):
             with self.lock:
-                e = self.expert.sample(b, self.rng, self.agent.device)
+                e = self.expert.sample(b, self.rng, self.agent.device, relabel=self.hindsight)
                 beh = self.behaviour.sample(b, self.rng, self.agent.device, *self.recent)
             if self.symmetry is not None:  # tensor work: outside the buffers' lock
                 e = self.symmetry.augment(e, self.rng)

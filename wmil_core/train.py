@@ -27,6 +27,7 @@ from wmil_core.buffer import Batch, EpisodeBuffer
 from wmil_core.collect import play_episode
 from wmil_core.config import atomic_write, from_dict, load_yaml, save_config, to_dict
 from wmil_core.demos import load_demos
+from wmil_core.hindsight import hindsight_of
 from wmil_core.losses import pearson
 from wmil_core.symmetry import symmetry_of
 from wmil_core.tasks import WmilEnv, make_env
@@ -61,6 +62,9 @@ class TrainConfig:
     # unless the agent config names them; the networks then cannot tell apart scenes that
     # differ by a turn about that axis, and demo turns change nothing they see
     canonical_frame: bool = False
+    # share of each expert batch's sub-trajectories whose goal becomes a point their own
+    # episode reached later (the task's declared goal; wmil_core.hindsight); 0: off
+    hindsight_goals: float = 0.0
     offline_steps: int = 0  # updates on demos alone before going online
     steps: int = 100_000  # online environment steps (agent steps)
     seed_steps: int = 1000  # first online steps act at random; then as many updates at once
@@ -83,6 +87,8 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and v < 0:
                 raise ValueError(f"{name}: must be >= 0, got {v}")
+        if not 0.0 <= self.hindsight_goals <= 1.0:
+            raise ValueError(f"hindsight_goals: must be in [0, 1], got {self.hindsight_goals}")
         if not 0.0 <= self.recent_fraction <= 1.0:
             raise ValueError(f"recent_fraction: must be in [0, 1], got {self.recent_fraction}")
         if self.symmetry_max_angle is not None and not self.symmetry_max_angle > 0:
@@ -168,6 +174,8 @@ class Trainer:
                if cfg.demo_symmetry or cfg.behaviour_symmetry else None)
         self.symmetry = sym if cfg.demo_symmetry else None  # turns expert batches
         self.behaviour_symmetry = sym if cfg.behaviour_symmetry else None  # behaviour batches
+        self.hindsight = (hindsight_of(self.env, cfg.hindsight_goals)
+                          if cfg.hindsight_goals > 0 else None)  # relabels expert batches
         self.behaviour = EpisodeBuffer(spec, a_dim, cfg.buffer_size, h)
         rets = [e.ret for e in self.demos.episodes if e.rewards is not None]
         self.expert_return = float(np.mean(rets)) if rets else float("nan")
@@ -180,8 +188,10 @@ class Trainer:
         self._tb: Any = None
 
     def _expert_batch(self) -> Batch:
-        """Sub-trajectories of the demos, each turned by a random symmetry when asked."""
-        batch = self.expert.sample(self.agent_cfg.batch_size, self.rng, self.device)
+        """Sub-trajectories of the demos, some given hindsight goals and each turned by a
+        random symmetry when asked."""
+        batch = self.expert.sample(self.agent_cfg.batch_size, self.rng, self.device,
+                                   relabel=self.hindsight)
         return self.symmetry.augment(batch, self.rng) if self.symmetry else batch
 
     def _behaviour_batch(self) -> Batch:

@@ -45,6 +45,9 @@ class TaskSpec:
     # {<actuator name>: <action in [-1, 1]>}: actuators the task holds at a fixed command
     # (a reach holds the Jaco's fingers still); the agent's actions are the other actuators
     hold_actions: Any = None
+    # {target: <feature key>, achieved: <feature key>, min_distance: <m>}: the goal the task
+    # rewards and the feature that reaches it, for hindsight goals (wmil_core.hindsight)
+    goal: Any = None
 
     def __post_init__(self) -> None:
         if self.family not in ("dmc", "jaco", "myo"):
@@ -81,6 +84,14 @@ class TaskSpec:
                 and all(isinstance(v, (int, float)) and -1.0 <= v <= 1.0 for v in hold.values())):
             raise ValueError(f"{self.name}: hold_actions must map actuator names to actions "
                              f"in [-1, 1]")
+        goal = self.goal
+        if goal is not None and not (
+                isinstance(goal, dict) and set(goal) == {"target", "achieved", "min_distance"}
+                and isinstance(goal["target"], str) and isinstance(goal["achieved"], str)
+                and goal["target"] != goal["achieved"]
+                and isinstance(goal["min_distance"], (int, float)) and goal["min_distance"] >= 0):
+            raise ValueError(f"{self.name}: goal must be {{target: <feature key>, achieved: "
+                             f"<another feature key>, min_distance: <metres >= 0>}}")
         sym = self.symmetry
         if sym is not None:
             one = isinstance(sym, dict) and "rotation" in sym and set(sym) <= {"rotation",
