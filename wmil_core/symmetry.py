@@ -136,6 +136,10 @@ def symmetry_of(env: Any, max_angle: float | None = None, mirror: bool = False,
     decl = spec.symmetry
     if not decl:
         raise ValueError(f"{option}: task {name} declares no symmetry (sim/tasks/*.yaml)")
+    if spec.controller != "joint":
+        raise ValueError(f"{option}: task {name}'s actions are {spec.controller} velocities, "
+                         f"which a turn of the scene would turn too; the symmetry turns states "
+                         f"only")
     obs_spec = env.obs_spec()
     if "joints" not in obs_spec or "features" not in obs_spec:
         raise ValueError(f"{option}: needs state observations (joints and features); "

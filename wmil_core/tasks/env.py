@@ -17,6 +17,7 @@ import mujoco
 import numpy as np
 
 from wmil_core.tasks.backends import BACKENDS, Backend
+from wmil_core.tasks.cartesian import VMAX, CartesianVelocity
 from wmil_core.tasks.spec import ObsMode, TaskSpec, get_task
 
 # Renderers still open at exit are closed while EGL is alive (their __del__ would run too late).
@@ -126,6 +127,13 @@ class WmilEnv(gym.Env):
             self._full_action[a] = value
         self.action_low = self.backend.action_low[self.actuators]
         self.action_high = self.backend.action_high[self.actuators]
+        # a Cartesian task's actions are the TCP's velocity (m/s), which a controller turns
+        # into the arm actuators' commands each step (the rest stay held)
+        self.controller: CartesianVelocity | None = None
+        if spec.controller == "cartesian":
+            self.controller = CartesianVelocity()
+            self.controller.bind(self)
+            self.action_low, self.action_high = np.full(3, -VMAX), np.full(3, VMAX)
         act_dim = self.action_low.shape[0]
         self.action_space = gym.spaces.Box(-1.0, 1.0, (act_dim,), dtype=np.float32)
         self._renderer: mujoco.Renderer | None = None
@@ -231,6 +239,8 @@ class WmilEnv(gym.Env):
             seed = self._seed
         self._seeded = True
         self.backend.reset(seed)
+        if self.controller is not None:
+            self.controller.bind(self)  # the hand's new start orientation (and simulator)
         self._t = 0
         self._return = 0.0
         return self._observe(fresh=True), {}
@@ -248,15 +258,20 @@ class WmilEnv(gym.Env):
             raise ValueError(f"action has shape {a.shape}, expected {self.action_space.shape}")
         if not np.all(np.isfinite(a)):
             raise ValueError("action has a non-finite value")
-        full = self._full_action.copy()
-        full[self.actuators] = np.clip(a, -1.0, 1.0)
         low, high = self.backend.action_low, self.backend.action_high
+        full = self._full_action.copy()
+        a = np.clip(a, -1.0, 1.0)
+        if self.controller is None:
+            full[self.actuators] = a
         ctrl = low + (full + 1.0) * 0.5 * (high - low)
         reward = 0.0
         ended = False
         last_reward = 0.0
         repeat = self.spec_.action_repeat
         for i in range(repeat):
+            if self.controller is not None:  # the TCP velocity asked, from the present pose
+                v = self.action_low + (a + 1.0) * 0.5 * (self.action_high - self.action_low)
+                ctrl[self.controller.actuators] = self.controller.joint_velocities(v)
             last_reward, ended = self.backend.step(ctrl, observe=i == repeat - 1)
             reward += last_reward
             if ended:

@@ -48,6 +48,10 @@ class TaskSpec:
     # {target: <feature key>, achieved: <feature key>, min_distance: <m>}: the goal the task
     # rewards and the feature that reaches it, for hindsight goals (wmil_core.hindsight)
     goal: Any = None
+    # joint: the actions drive the actuators (scaled to their ranges); cartesian (Jaco only):
+    # the actions are the hand's pinch-site velocity, world frame, up to VMAX m/s per axis
+    # (wmil_core.tasks.cartesian)
+    controller: str = "joint"
 
     def __post_init__(self) -> None:
         if self.family not in ("dmc", "jaco", "myo"):
@@ -84,6 +88,12 @@ class TaskSpec:
                 and all(isinstance(v, (int, float)) and -1.0 <= v <= 1.0 for v in hold.values())):
             raise ValueError(f"{self.name}: hold_actions must map actuator names to actions "
                              f"in [-1, 1]")
+        if self.controller not in ("joint", "cartesian"):
+            raise ValueError(f"{self.name}: controller must be joint or cartesian, got "
+                             f"{self.controller!r}")
+        if self.controller == "cartesian" and self.family != "jaco":
+            raise ValueError(f"{self.name}: controller cartesian drives a Jaco arm; this task "
+                             f"is {self.family}")
         goal = self.goal
         if goal is not None and not (
                 isinstance(goal, dict) and set(goal) == {"target", "achieved", "min_distance"}
