@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 JACO_TASKS = ("jaco/reach-site", "jaco/reach-duplo", "jaco/reach-site-cartesian")
 
 _KP = 4.0  # 1/s, position error -> TCP speed
-_VMAX = VMAX  # m/s, TCP speed cap
 _PROP_HOVER = 0.035  # m above a prop's origin (its base) to aim the TCP at
 
 
@@ -78,8 +77,8 @@ class JacoReach:
         their actions are 0, or absent where the task holds the fingers)."""
         v = _KP * (self.target(obs) - self._ctl.tcp_position)
         speed = float(np.linalg.norm(v))
-        if speed > _VMAX:
-            v *= _VMAX / speed
+        if speed > VMAX:  # the TCP speed cap
+            v *= VMAX / speed
         if self._cartesian:
             return v / VMAX
         ctrl = np.zeros(len(self._low))

@@ -263,14 +263,15 @@ class WmilEnv(gym.Env):
         a = np.clip(a, -1.0, 1.0)
         if self.controller is None:
             full[self.actuators] = a
+        else:  # the TCP velocity asked (m/s); joint velocities follow the pose each step
+            v = self.action_low + (a + 1.0) * 0.5 * (self.action_high - self.action_low)
         ctrl = low + (full + 1.0) * 0.5 * (high - low)
         reward = 0.0
         ended = False
         last_reward = 0.0
         repeat = self.spec_.action_repeat
         for i in range(repeat):
-            if self.controller is not None:  # the TCP velocity asked, from the present pose
-                v = self.action_low + (a + 1.0) * 0.5 * (self.action_high - self.action_low)
+            if self.controller is not None:
                 ctrl[self.controller.actuators] = self.controller.joint_velocities(v)
             last_reward, ended = self.backend.step(ctrl, observe=i == repeat - 1)
             reward += last_reward
