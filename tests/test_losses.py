@@ -1,9 +1,12 @@
 """Each IQ-MPC loss on tiny hand-computed tensors."""
 
+import math
+
 import pytest
 import torch
 
 from wmil_core.losses import (
+    action_rank_loss,
     bc_loss,
     consistency_loss,
     decoded_reward,
@@ -100,6 +103,25 @@ def test_bc_loss_by_hand():
     log_pi = torch.tensor([[1.0, 3.0], [-2.0, -2.0]]).unsqueeze(-1)
     # step 0: -(1 + 3)/2 = -2 (weight 1); step 1: 2 (weight 0.5); mean over T: (-2 + 1) / 2
     assert bc_loss(log_pi, rho=0.5).item() == pytest.approx(-0.5)
+
+
+def test_action_rank_loss_by_hand():
+    # row 0: expert Q 2, negatives 0 and 0 -> -log(e^2 / (e^2 + 2)); row 1: all equal -> log 3
+    q_pos = torch.tensor([[2.0], [1.0]])
+    q_neg = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
+    row0 = -math.log(math.exp(2) / (math.exp(2) + 2))
+    expected = (row0 + math.log(3)) / 2
+    assert action_rank_loss(q_pos, q_neg, 1.0).item() == pytest.approx(expected, rel=1e-6)
+    # the temperature divides the Q gaps: T = 2 turns row 0's gap of 2 into 1
+    row0_t2 = -math.log(math.e / (math.e + 2))
+    assert action_rank_loss(q_pos, q_neg, 2.0).item() == pytest.approx(
+        (row0_t2 + math.log(3)) / 2, rel=1e-6)
+    # leading axes (heads, steps) are kept; the gradient raises the expert's Q
+    q_pos = torch.zeros(2, 3, 4, 1, requires_grad=True)
+    loss = action_rank_loss(q_pos, torch.zeros(2, 3, 4, 5), 1.0)
+    assert loss.shape == (2, 3)
+    loss.sum().backward()
+    assert (q_pos.grad < 0).all()
 
 
 def test_pearson():

@@ -127,6 +127,19 @@ def iq_loss(
                   "chi2_loss": chi2.detach().mean()}
 
 
+def action_rank_loss(q_pos: Tensor, q_neg: Tensor, temperature: float) -> Tensor:
+    """Softmax cross-entropy ranking the demonstrated action first among negatives:
+    mean over rows of -log softmax([Q(z, a_E), Q(z, a_1..K)] / T)[0].
+
+    q_pos: (..., n, 1) Q at the expert's actions; q_neg: (..., n, K) Q at K other actions
+    at the same latents; ``temperature`` T in Q units. Returns the loss per leading index,
+    shape (...): log(K + 1) where Q cannot tell the actions apart, 0 where it ranks the
+    expert's far above every negative.
+    """
+    logits = torch.cat([q_pos, q_neg], -1).float() / temperature
+    return (torch.logsumexp(logits, -1) - logits[..., 0]).mean(-1)
+
+
 def gradient_penalty(
     q_fn: Callable[[Tensor], Tensor],
     x_expert: Tensor,

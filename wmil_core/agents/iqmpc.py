@@ -18,6 +18,7 @@ from torch import Tensor
 from wmil_core import machine
 from wmil_core.buffer import Batch
 from wmil_core.losses import (
+    action_rank_loss,
     bc_loss,
     check_value_term,
     chi2_term,
@@ -72,6 +73,15 @@ class IQMPCConfig:
     # chi-squared term on the Q heads alone: negatives that make Q peak at the expert's action
     # where the expert was (0: off); beyond the paper
     negative_action_std: float = 0.0
+    # weight of a ranking term on the Q heads at the expert rows' latents: softmax
+    # cross-entropy putting Q(z_E, a_E) first among ``rank_negatives`` other actions, half
+    # uniform in [-1, 1]^A and half a_E + ``rank_noise_std`` N(0, 1) (clipped), at temperature
+    # ``rank_temperature`` (Q units); an implicit behaviour-cloning (energy) objective on Q
+    # itself, which the planner maximises (0: off, as the paper; beyond the paper)
+    rank_coef: float = 0.0
+    rank_negatives: int = 8
+    rank_noise_std: float = 0.3
+    rank_temperature: float = 1.0
     grad_pen: float = 0.0  # lambda of the W1 gradient penalty (0: off, as the paper's code)
     # weight of a behaviour-cloning term -log pi(a_E|z_E) on the expert rows in the policy
     # prior's loss (the paper's code has it as reg_coef, default 0: off)
@@ -124,6 +134,12 @@ class IQMPCConfig:
                self.negative_action_std) < 0:
             raise ValueError("beta, grad_pen, pi_bc_coef, q_weight_decay and "
                              "negative_action_std: must be >= 0")
+        if self.rank_coef < 0 or self.rank_noise_std < 0:
+            raise ValueError("rank_coef and rank_noise_std: must be >= 0")
+        if self.rank_negatives < 2:
+            raise ValueError(f"rank_negatives: must be >= 2, got {self.rank_negatives}")
+        if self.rank_temperature <= 0:
+            raise ValueError(f"rank_temperature: must be > 0, got {self.rank_temperature}")
         if self.gamma is not None and not 0 < self.gamma < 1:
             raise ValueError(f"gamma: must be in (0, 1), got {self.gamma}")
         if self.v0_coef is not None and not 0 <= self.v0_coef < 1:
@@ -359,6 +375,12 @@ class IQMPC:
         value_loss = (iq * w).sum() / (h * cfg.model.num_q)
         stats: dict[str, Tensor] = {}
         total = cfg.consistency_coef * cons + cfg.value_coef * value_loss
+        if cfg.rank_coef > 0:
+            rank, accuracy = self._rank_loss(zs_t[:-1, :n_exp], action[:, :n_exp],
+                                             qs[:, :, :n_exp])
+            rank = (rank * w).sum() / (h * cfg.model.num_q)
+            total = total + cfg.rank_coef * rank
+            stats.update(rank_loss=rank.detach(), rank_accuracy=accuracy)
         with torch.no_grad():
             r = qs.mean(0) - self.gamma * next_v  # decoded reward per sample, (H, B, 1)
             stats.update(
@@ -383,6 +405,27 @@ class IQMPC:
             next_v = m.V(m.next(z_exp, a_neg), target=True, beta=cfg.beta)  # (H, n, 1)
         r = decoded_reward(m.Q(z_exp, a_neg, "all"), next_v, self.gamma, done)  # (num_q, H, n, 1)
         return chi2_term(r, cfg.alpha)
+
+    def _rank_loss(self, z_exp: Tensor, a_exp: Tensor, q_pos: Tensor) -> tuple[Tensor, Tensor]:
+        """The ranking term (``cfg.rank_coef``) per head and step, (num_q, H), and the share
+        of (head, step, row) triples whose expert action beats every negative.
+
+        z_exp: (H, n, L) expert latents (not detached: the encoder and dynamics learn from
+        the ranking as they do from the soft-Q term); a_exp: (H, n, A); q_pos: (num_q, H, n, 1)
+        Q at the expert's actions, already computed by the update."""
+        cfg, m = self.cfg, self.model
+        k = cfg.rank_negatives
+        shape = (*a_exp.shape[:-1], k, a_exp.shape[-1])  # (H, n, K, A)
+        uniform = torch.rand(shape, device=a_exp.device, dtype=a_exp.dtype) * 2.0 - 1.0
+        near = a_exp.unsqueeze(-2) + cfg.rank_noise_std * torch.randn(
+            shape, device=a_exp.device, dtype=a_exp.dtype)
+        half = torch.arange(k, device=a_exp.device).view(k, 1) < k // 2  # (K, 1)
+        a_neg = torch.where(half, uniform, near).clamp(-1.0, 1.0)
+        z_rep = z_exp.unsqueeze(-2).expand(*z_exp.shape[:-1], k, z_exp.shape[-1])
+        q_neg = m.Q(z_rep, a_neg, "all").squeeze(-1)  # (num_q, H, n, K)
+        with torch.no_grad():
+            accuracy = (q_pos.float() > q_neg.float().amax(-1, keepdim=True)).float().mean()
+        return action_rank_loss(q_pos, q_neg, cfg.rank_temperature), accuracy
 
     def _gradient_penalty(self, zs_t: Tensor, action: Tensor, n_exp: int) -> Tensor:
         """W1 penalty on Q at points between expert and behaviour (z, a) of every step."""
