@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 KEYS = ["reward_expert", "reward_behaviour", "chi2_loss", "grad_norm", "q_expert",
-        "q_behaviour", "pi_bc_loss", "value_loss"]
+        "q_behaviour", "pi_bc_loss", "value_loss", "rank_loss", "rank_accuracy"]
 
 
 def main(root: Path) -> None:

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# jaco/reach-site-cartesian with a ranking term on Q at the expert's states (session 28:
+# `rank_coef`, softmax cross-entropy putting Q(z_E, a_E) above 8 other actions; rank.yaml is
+# bench/jaco-cartesian's IQ-MPC setting plus that term). First offline only (3000 updates on
+# the 20 demos, rank_coef 0, 0.1, 1 and 10), each scored with its online networks (the averaged
+# copy has barely moved after 3000 updates) on the 30 held-out targets; then online from
+# scratch with rank_coef 1 (seeds 0 and 1 beside each other, 20k steps), each on the held-out
+# targets with its averaged and its online networks, and the critic probe. Run from the repo
+# root with .venv/bin on PATH; resumes killed runs; the demos are bench/jaco-cartesian's
+# (its command.sh collects them).
+set -euo pipefail
+D=bench/jaco-rank
+export MUJOCO_GL=egl
+mkdir -p "$D/runs"
+for c in 0.0 0.1 1.0 10.0; do
+    run="$D/runs/offline-r$c"
+    [ -f "$D/offline-r$c-heldout30.json" ] && continue
+    sed -e "s/rank_coef: RANK/rank_coef: $c/" -e 's/^offline_steps: .*/offline_steps: 3000/' \
+        -e 's/^steps: .*/steps: 0/' "$D/rank.yaml" > "$run.yaml"
+    [ -d "$run" ] || wmil train --config "$run.yaml" --out "$run" > "$run.log" 2>&1
+    wmil eval "$run" --online --episodes 30 --seed 20000 --threads 1 \
+        --out "$D/offline-r$c-heldout30.json"
+done
+sed -e 's/rank_coef: RANK/rank_coef: 1.0/' "$D/rank.yaml" > "$D/runs/rank1.yaml"
+for s in 0 1; do
+    run="$D/runs/rank1-s$s"
+    if [ -f "$run/checkpoints/latest.pt" ]; then
+        wmil train --resume "$run" --steps "${STEPS:-20000}" >> "$run.log" 2>&1 &
+    else
+        wmil train --config "$D/runs/rank1.yaml" --seed "$s" --steps "${STEPS:-20000}" \
+            --out "$run" > "$run.log" 2>&1 &
+    fi
+done
+wait
+for s in 0 1; do
+    wmil eval "$D/runs/rank1-s$s" --episodes 30 --seed 20000 --threads 1 \
+        --out "$D/heldout30-rank1-s$s.json" &
+done
+wait
+for s in 0 1; do
+    wmil eval "$D/runs/rank1-s$s" --episodes 30 --seed 20000 --threads 1 --online \
+        --out "$D/heldout30-rank1-s$s-online.json" &
+done
+wait
+for s in 0 1; do
+    python bench/jaco-arm/critic.py "$D/runs/rank1-s$s/checkpoints/latest.pt" --seed 20000 \
+        --episodes 10 --expert-acts --out "$D/critic-rank1-s$s-heldout-expert-acts.json" &
+done
+wait
+python bench/reacher-sym-branch-20k/summarize.py "$D"
