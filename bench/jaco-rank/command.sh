@@ -5,7 +5,9 @@
 # the 20 demos, rank_coef 0, 0.1, 1 and 10), each scored with its online networks (the averaged
 # copy has barely moved after 3000 updates) on the 30 held-out targets; then online from
 # scratch with rank_coef 1 (seeds 0 and 1 beside each other, 20k steps), each on the held-out
-# targets with its averaged and its online networks, and the critic probe. Run from the repo
+# targets with its averaged and its online networks, and the critic probe. Last, the offline
+# rank_coef 1 run continued online to 15k steps (off3k-rank1-s0: 3000 offline updates instead
+# of 1000), scored the same way. Run from the repo
 # root with .venv/bin on PATH; resumes killed runs; the demos are bench/jaco-cartesian's
 # (its command.sh collects them).
 set -euo pipefail
@@ -47,4 +49,12 @@ for s in 0 1; do
         --episodes 10 --expert-acts --out "$D/critic-rank1-s$s-heldout-expert-acts.json" &
 done
 wait
+run="$D/runs/off3k-rank1-s0"
+[ -d "$run" ] || { cp -r "$D/runs/offline-r1.0" "$run"
+    sed -i 's/^eval_every: .*/eval_every: 5000/; s/^checkpoint_every: .*/checkpoint_every: 5000/' \
+        "$run/config.yaml"; }
+wmil train --resume "$run" --steps 15000 >> "$run.log" 2>&1
+wmil eval "$run" --episodes 30 --seed 20000 --threads 1 --out "$D/heldout30-off3k-rank1-s0.json"
+wmil eval "$run" --episodes 30 --seed 20000 --threads 1 --online \
+    --out "$D/heldout30-off3k-rank1-s0-online.json"
 python bench/reacher-sym-branch-20k/summarize.py "$D"
