@@ -2,7 +2,7 @@
 # jaco/reach-site-cartesian with a ranking term on Q at the expert's states (session 28:
 # `rank_coef`, softmax cross-entropy putting Q(z_E, a_E) above 8 other actions; rank.yaml is
 # bench/jaco-cartesian's IQ-MPC setting plus that term). First offline only (3000 updates on
-# the 20 demos, rank_coef 0, 0.1, 1 and 10), each scored with its online networks (the averaged
+# the 20 demos, rank_coef 0, 0.1, 1 and 10; and 8000 updates at 1), each scored with its online networks (the averaged
 # copy has barely moved after 3000 updates) on the 30 held-out targets; then online from
 # scratch with rank_coef 1 (seeds 0 and 1 beside each other, 20k steps), each on the held-out
 # targets with its averaged and its online networks, and the critic probe. Last, the offline
@@ -23,6 +23,14 @@ for c in 0.0 0.1 1.0 10.0; do
     wmil eval "$run" --online --episodes 30 --seed 20000 --threads 1 \
         --out "$D/offline-r$c-heldout30.json"
 done
+run="$D/runs/offline8k-r1.0"  # the same at rank_coef 1 for 8000 offline updates
+if [ ! -f "$D/offline8k-r1.0-heldout30.json" ]; then
+    sed -e 's/rank_coef: RANK/rank_coef: 1.0/' -e 's/^offline_steps: .*/offline_steps: 8000/' \
+        -e 's/^steps: .*/steps: 0/' "$D/rank.yaml" > "$run.yaml"
+    [ -d "$run" ] || wmil train --config "$run.yaml" --out "$run" > "$run.log" 2>&1
+    wmil eval "$run" --online --episodes 30 --seed 20000 --threads 1 \
+        --out "$D/offline8k-r1.0-heldout30.json"
+fi
 sed -e 's/rank_coef: RANK/rank_coef: 1.0/' "$D/rank.yaml" > "$D/runs/rank1.yaml"
 for s in 0 1; do
     run="$D/runs/rank1-s$s"
