@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
 # jaco/reach-site-cartesian with a ranking term on Q at the expert's states (session 28:
 # `rank_coef`, softmax cross-entropy putting Q(z_E, a_E) above 8 other actions; rank.yaml is
-# bench/jaco-cartesian's IQ-MPC setting plus that term). First offline only (3000 updates on
-# the 20 demos, rank_coef 0, 0.1, 1 and 10; and 8000 updates at 1), each scored with its online networks (the averaged
-# copy has barely moved after 3000 updates) on the 30 held-out targets; then online from
-# scratch with rank_coef 1 (seeds 0 and 1 beside each other, 20k steps), each on the held-out
-# targets with its averaged and its online networks, and the critic probe. Last, the offline
-# rank_coef 1 run continued online to 15k steps (off3k-rank1-s0: 3000 offline updates instead
-# of 1000), scored the same way. Run from the repo
-# root with .venv/bin on PATH; resumes killed runs; the demos are bench/jaco-cartesian's
-# (its command.sh collects them).
+# bench/jaco-cartesian's IQ-MPC setting plus that term). First offline only (3000 updates on the
+# 20 demos, rank_coef 0, 0.1, 1 and 10; and 8000 updates at 1), each scored with its online
+# networks (the averaged copy has barely moved after 3000 updates) on the 30 held-out targets;
+# then online from scratch with rank_coef 1 (seeds 0 and 1 beside each other, 20k steps), each
+# on the held-out targets with its averaged and its online networks, and the critic probe. Last,
+# the offline rank_coef 1 run continued online to 15k steps (off3k-rank1-s0: 3000 offline
+# updates instead of 1000), scored the same way. Run from the repo root with .venv/bin on PATH;
+# resumes killed runs; the demos are bench/jaco-cartesian's (its command.sh collects them).
 set -euo pipefail
 D=bench/jaco-rank
 export MUJOCO_GL=egl
