@@ -130,12 +130,10 @@ class IQMPCConfig:
             raise ValueError(f"lr_final_scale: must be in (0, 1], got {self.lr_final_scale}")
         if not 0 < self.rho <= 1:
             raise ValueError(f"rho: must be in (0, 1], got {self.rho}")
-        if min(self.beta, self.grad_pen, self.pi_bc_coef, self.q_weight_decay,
-               self.negative_action_std) < 0:
-            raise ValueError("beta, grad_pen, pi_bc_coef, q_weight_decay and "
-                             "negative_action_std: must be >= 0")
-        if self.rank_coef < 0 or self.rank_noise_std < 0:
-            raise ValueError("rank_coef and rank_noise_std: must be >= 0")
+        for name in ("beta", "grad_pen", "pi_bc_coef", "q_weight_decay", "negative_action_std",
+                     "rank_coef", "rank_noise_std"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
         if self.rank_negatives < 2:
             raise ValueError(f"rank_negatives: must be >= 2, got {self.rank_negatives}")
         if self.rank_temperature <= 0:
