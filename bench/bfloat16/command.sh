@@ -5,12 +5,12 @@
 # 1.00 from then on but 0.92 at 50k), evaluating every 5k. Run from the repo root with
 # .venv/bin on PATH; rerunning resumes.
 set -euo pipefail
+. bench/lib.sh
 D=bench/bfloat16
 export MUJOCO_GL=egl
 mkdir -p "$D/demos" "$D/runs"
 [ -f "$D/demos/cartpole10.h5" ] || wmil demos collect --task dmc/cartpole-swingup \
     --episodes 10 --obs state --out "$D/demos/cartpole10.h5" --seed 0
 run="$D/runs/cartpole-s0"
-if [ -f "$run/checkpoints/latest.pt" ]; then wmil train --resume "$run" >> "$run.log" 2>&1
-else wmil train --config "$D/cartpole.yaml" --out "$run" > "$run.log" 2>&1; fi  # stopped at 25k
+train_run "$run" "$D/cartpole.yaml"  # stopped at 25k
 python bench/reacher-sym-branch-20k/summarize.py "$D"  # curves.json

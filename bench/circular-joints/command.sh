@@ -7,6 +7,7 @@
 #   jaco/reach-site, 20 demos, seed 0: the cell of bench/imitation-100k-jaco (command.txt)
 # evaluating every 5k steps. Run from the repo root with .venv/bin on PATH.
 set -euo pipefail
+. bench/lib.sh
 D=bench/circular-joints
 export MUJOCO_GL=egl
 mkdir -p "$D/demos" "$D/runs"
@@ -14,11 +15,7 @@ mkdir -p "$D/demos" "$D/runs"
     --obs state --out "$D/demos/reacher10.h5" --seed 0
 [ -f "$D/demos/jaco20.h5" ] || wmil demos collect --task jaco/reach-site --episodes 20 \
     --obs state --out "$D/demos/jaco20.h5" --seed 0
-train() {  # train NAME CONFIG: start, or resume a killed run
-    local run="$D/runs/$1"
-    if [ -f "$run/checkpoints/latest.pt" ]; then wmil train --resume "$run" >> "$run.log" 2>&1
-    else wmil train --config "$2" --out "$run" > "$run.log" 2>&1; fi
-}
+train() { train_run "$D/runs/$1" "$2"; }  # train NAME CONFIG: start, or resume a killed run
 train reacher-s0 "$D/reacher.yaml" &
 train jaco-s0 "$D/jaco.yaml" &  # stopped at 20k (0.00-0.04 at 0-20k)
 wait
@@ -34,10 +31,8 @@ train jaco-rel-s0 "$D/runs/jaco-rel.yaml" &  # stopped at 43k (last evaluation 4
 wait
 # the two seed-0 runs' 60k checkpoints (with and without --circular-joints) on the same 30
 # held-out targets
-wmil eval "$D/runs/reacher-s0" --episodes 30 --seed 20000 --threads 1 \
-    --out "$D/eval-reacher-s0-60k-seed20000-n30.json"
-wmil eval bench/reacher-sym-branch-20k/runs/plain-s0 --episodes 30 --seed 20000 --threads 1 \
-    --out "$D/eval-plain-s0-60k-seed20000-n30.json"
+heldout30 "$D/runs/reacher-s0" "$D/eval-reacher-s0-60k-seed20000-n30.json"
+heldout30 bench/reacher-sym-branch-20k/runs/plain-s0 "$D/eval-plain-s0-60k-seed20000-n30.json"
 # curves.json from the runs
 python bench/reacher-sym-branch-20k/summarize.py "$D"
 # behaviour cloning on the 9-feature jaco demos, 5000 updates, raw and circular joints:

@@ -7,19 +7,14 @@
 # Resumes killed runs. Run from the repo root, with .venv/bin on PATH. STEPS overrides the
 # step budget (default: the config's 100k).
 set -euo pipefail
+. bench/lib.sh
 D=bench/jaco-arm
 export MUJOCO_GL=egl
 mkdir -p "$D/demos" "$D/runs"
 [ -f "$D/demos/jaco20-arm.h5" ] || wmil demos collect --task jaco/reach-site --episodes 20 \
     --obs state --out "$D/demos/jaco20-arm.h5" --seed 0
 for s in ${SEEDS:-0 1}; do
-    run="$D/runs/ema-sym03-arm-s$s"
-    if [ -f "$run/checkpoints/latest.pt" ]; then
-        wmil train --resume "$run" ${STEPS:+--steps "$STEPS"} >> "$run.log" 2>&1 &
-    else
-        wmil train --config "$D/ema-sym03-arm.yaml" --seed "$s" ${STEPS:+--steps "$STEPS"} \
-            --out "$run" > "$run.log" 2>&1 &
-    fi
+    train_run "$D/runs/ema-sym03-arm-s$s" "$D/ema-sym03-arm.yaml" "$s" "${STEPS:-}" &
 done
 wait
 python bench/reacher-sym-branch-20k/summarize.py "$D"

@@ -9,43 +9,35 @@
 # every run's latest checkpoint on the 30 held-out targets (seeds 20000-20029). Run from the
 # repo root with .venv/bin on PATH. STEPS overrides the step budget (session 27: STEPS=35000).
 set -euo pipefail
+. bench/lib.sh
 D=bench/jaco-cartesian
 export MUJOCO_GL=egl
 mkdir -p "$D/demos" "$D/runs"
 [ -f "$D/demos/jaco20.h5" ] || wmil demos collect --task jaco/reach-site-cartesian \
     --episodes 20 --obs state --out "$D/demos/jaco20.h5" --seed 0
 for s in ${SEEDS:-0 1}; do
-    run="$D/runs/iqmpc-s$s"
-    if [ -f "$run/checkpoints/latest.pt" ]; then
-        wmil train --resume "$run" ${STEPS:+--steps "$STEPS"} >> "$run.log" 2>&1 &
-    else
-        wmil train --config "$D/cartesian.yaml" --seed "$s" ${STEPS:+--steps "$STEPS"} \
-            --out "$run" > "$run.log" 2>&1 &
-    fi
+    train_run "$D/runs/iqmpc-s$s" "$D/cartesian.yaml" "$s" "${STEPS:-}" &
 done
 wait
 for s in ${SEEDS:-0 1}; do
-    wmil eval "$D/runs/iqmpc-s$s" --episodes 30 --seed 20000 --threads 1 \
-        --out "$D/heldout30-iqmpc-s$s.json"
+    heldout30 "$D/runs/iqmpc-s$s" "$D/heldout30-iqmpc-s$s.json"
     # does Q rank the expert's action first? (the expert plays, the planner is asked)
     python bench/jaco-arm/critic.py "$D/runs/iqmpc-s$s/checkpoints/latest.pt" --seed 20000 \
         --episodes 10 --expert-acts --out "$D/critic-s$s-35k-heldout-expert-acts.json"
 done
-wmil eval "$D/runs/iqmpc-s1" --episodes 30 --seed 20000 --threads 1 --prior \
-    --out "$D/heldout30-iqmpc-s1-prior.json"
+heldout30 "$D/runs/iqmpc-s1" "$D/heldout30-iqmpc-s1-prior.json" --prior
 for s in 0 1 2; do
     [ -d "$D/runs/bc-s$s" ] || wmil train --task jaco/reach-site-cartesian \
         --demos "$D/demos/jaco20.h5" --method bc --offline-steps 5000 --steps 0 \
         --eval-episodes 10 --circular-joints --seed "$s" --threads 1 \
         --out "$D/runs/bc-s$s" > "$D/runs/bc-s$s.log" 2>&1
-    wmil eval "$D/runs/bc-s$s" --episodes 30 --seed 20000 --threads 1 --out "$D/eval-bc-s$s.json"
+    heldout30 "$D/runs/bc-s$s" "$D/eval-bc-s$s.json"
 done
 for s in 0 1; do  # the same with hindsight goals on half the demo sub-trajectories
     [ -d "$D/runs/bc-h05-s$s" ] || wmil train --task jaco/reach-site-cartesian \
         --demos "$D/demos/jaco20.h5" --method bc --offline-steps 5000 --steps 0 \
         --eval-episodes 10 --circular-joints --hindsight-goals 0.5 --seed "$s" --threads 1 \
         --out "$D/runs/bc-h05-s$s" > "$D/runs/bc-h05-s$s.log" 2>&1
-    wmil eval "$D/runs/bc-h05-s$s" --episodes 30 --seed 20000 --threads 1 \
-        --out "$D/eval-bc-h05-s$s.json"
+    heldout30 "$D/runs/bc-h05-s$s" "$D/eval-bc-h05-s$s.json"
 done
 python bench/reacher-sym-branch-20k/summarize.py "$D"

@@ -4,25 +4,18 @@
 # (session 27), then each on the 30 held-out targets with its planner and its prior alone.
 # Run from the repo root with .venv/bin on PATH; resumes killed runs.
 set -euo pipefail
+. bench/lib.sh
 D=bench/jaco-cartesian
 export MUJOCO_GL=egl
 for s in 0 1; do
-    run="$D/runs/pibc-s$s"
-    if [ -f "$run/checkpoints/latest.pt" ]; then
-        wmil train --resume "$run" --steps "${STEPS:-20000}" >> "$run.log" 2>&1 &
-    else
-        wmil train --config "$D/cartesian-pibc.yaml" --seed "$s" --steps "${STEPS:-20000}" \
-            --out "$run" > "$run.log" 2>&1 &
-    fi
+    train_run "$D/runs/pibc-s$s" "$D/cartesian-pibc.yaml" "$s" "${STEPS:-20000}" &
 done
 wait
 for s in 0 1; do
-    wmil eval "$D/runs/pibc-s$s" --episodes 30 --seed 20000 --threads 1 \
-        --out "$D/heldout30-pibc-s$s.json" &
+    heldout30 "$D/runs/pibc-s$s" "$D/heldout30-pibc-s$s.json" &
 done
 wait
 for s in 0 1; do
-    wmil eval "$D/runs/pibc-s$s" --episodes 30 --seed 20000 --threads 1 --prior \
-        --out "$D/heldout30-pibc-s$s-prior.json" &
+    heldout30 "$D/runs/pibc-s$s" "$D/heldout30-pibc-s$s-prior.json" --prior &
 done
 wait

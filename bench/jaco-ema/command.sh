@@ -5,15 +5,12 @@
 # targets, averaged and online networks on the same targets). Session 19 stopped it at 45k;
 # this resumes a killed run. Run from the repo root, with .venv/bin on PATH.
 set -euo pipefail
+. bench/lib.sh
 D=bench/jaco-ema
 export MUJOCO_GL=egl
 mkdir -p "$D/demos" "$D/runs"
 [ -f "$D/demos/jaco20-rel.h5" ] || wmil demos collect --task jaco/reach-site --episodes 20 \
     --obs state --out "$D/demos/jaco20-rel.h5" --seed 0
 run="$D/runs/ema-sym03-s0"
-if [ -f "$run/checkpoints/latest.pt" ]; then
-    wmil train --resume "$run" >> "$run.log" 2>&1
-else
-    wmil train --config "$D/ema-sym03.yaml" --out "$run" > "$run.log" 2>&1
-fi
+train_run "$run" "$D/ema-sym03.yaml"
 python bench/reacher-sym-branch-20k/summarize.py "$D"

@@ -7,19 +7,14 @@
 # other, one core each; resumes killed runs. Run from the repo root with .venv/bin on PATH.
 # STEPS overrides the step budget (default: the config's 100k).
 set -euo pipefail
+. bench/lib.sh
 D=bench/jaco-frame
 export MUJOCO_GL=egl
 mkdir -p "$D/demos" "$D/runs"
 [ -f "$D/demos/jaco20.h5" ] || wmil demos collect --task jaco/reach-site --episodes 20 \
     --obs state --out "$D/demos/jaco20.h5" --seed 0
 for s in ${SEEDS:-0 1}; do
-    run="$D/runs/frame-s$s"
-    if [ -f "$run/checkpoints/latest.pt" ]; then
-        wmil train --resume "$run" ${STEPS:+--steps "$STEPS"} >> "$run.log" 2>&1 &
-    else
-        wmil train --config "$D/frame.yaml" --seed "$s" ${STEPS:+--steps "$STEPS"} \
-            --out "$run" > "$run.log" 2>&1 &
-    fi
+    train_run "$D/runs/frame-s$s" "$D/frame.yaml" "$s" "${STEPS:-}" &
 done
 wait
 python bench/reacher-sym-branch-20k/summarize.py "$D"

@@ -10,45 +10,32 @@
 # updates instead of 1000), scored the same way. Run from the repo root with .venv/bin on PATH;
 # resumes killed runs; the demos are bench/jaco-cartesian's (its command.sh collects them).
 set -euo pipefail
+. bench/lib.sh
 D=bench/jaco-rank
 export MUJOCO_GL=egl
 mkdir -p "$D/runs"
-for c in 0.0 0.1 1.0 10.0; do
-    run="$D/runs/offline-r$c"
-    [ -f "$D/offline-r$c-heldout30.json" ] && continue
-    sed -e "s/rank_coef: RANK/rank_coef: $c/" -e 's/^offline_steps: .*/offline_steps: 3000/' \
+# NAME:RANK_COEF:OFFLINE_UPDATES
+for spec in offline-r0.0:0.0:3000 offline-r0.1:0.1:3000 offline-r1.0:1.0:3000 \
+        offline-r10.0:10.0:3000 offline8k-r1.0:1.0:8000; do
+    IFS=: read -r name c n <<< "$spec"
+    run="$D/runs/$name"
+    [ -f "$D/$name-heldout30.json" ] && continue
+    sed -e "s/rank_coef: RANK/rank_coef: $c/" -e "s/^offline_steps: .*/offline_steps: $n/" \
         -e 's/^steps: .*/steps: 0/' "$D/rank.yaml" > "$run.yaml"
     [ -d "$run" ] || wmil train --config "$run.yaml" --out "$run" > "$run.log" 2>&1
-    wmil eval "$run" --online --episodes 30 --seed 20000 --threads 1 \
-        --out "$D/offline-r$c-heldout30.json"
+    heldout30 "$run" "$D/$name-heldout30.json" --online
 done
-run="$D/runs/offline8k-r1.0"  # the same at rank_coef 1 for 8000 offline updates
-if [ ! -f "$D/offline8k-r1.0-heldout30.json" ]; then
-    sed -e 's/rank_coef: RANK/rank_coef: 1.0/' -e 's/^offline_steps: .*/offline_steps: 8000/' \
-        -e 's/^steps: .*/steps: 0/' "$D/rank.yaml" > "$run.yaml"
-    [ -d "$run" ] || wmil train --config "$run.yaml" --out "$run" > "$run.log" 2>&1
-    wmil eval "$run" --online --episodes 30 --seed 20000 --threads 1 \
-        --out "$D/offline8k-r1.0-heldout30.json"
-fi
 sed -e 's/rank_coef: RANK/rank_coef: 1.0/' "$D/rank.yaml" > "$D/runs/rank1.yaml"
 for s in 0 1; do
-    run="$D/runs/rank1-s$s"
-    if [ -f "$run/checkpoints/latest.pt" ]; then
-        wmil train --resume "$run" --steps "${STEPS:-20000}" >> "$run.log" 2>&1 &
-    else
-        wmil train --config "$D/runs/rank1.yaml" --seed "$s" --steps "${STEPS:-20000}" \
-            --out "$run" > "$run.log" 2>&1 &
-    fi
+    train_run "$D/runs/rank1-s$s" "$D/runs/rank1.yaml" "$s" "${STEPS:-20000}" &
 done
 wait
 for s in 0 1; do
-    wmil eval "$D/runs/rank1-s$s" --episodes 30 --seed 20000 --threads 1 \
-        --out "$D/heldout30-rank1-s$s.json" &
+    heldout30 "$D/runs/rank1-s$s" "$D/heldout30-rank1-s$s.json" &
 done
 wait
 for s in 0 1; do
-    wmil eval "$D/runs/rank1-s$s" --episodes 30 --seed 20000 --threads 1 --online \
-        --out "$D/heldout30-rank1-s$s-online.json" &
+    heldout30 "$D/runs/rank1-s$s" "$D/heldout30-rank1-s$s-online.json" --online &
 done
 wait
 for s in 0 1; do
@@ -61,7 +48,6 @@ run="$D/runs/off3k-rank1-s0"
     sed -i 's/^eval_every: .*/eval_every: 5000/; s/^checkpoint_every: .*/checkpoint_every: 5000/' \
         "$run/config.yaml"; }
 wmil train --resume "$run" --steps 15000 >> "$run.log" 2>&1
-wmil eval "$run" --episodes 30 --seed 20000 --threads 1 --out "$D/heldout30-off3k-rank1-s0.json"
-wmil eval "$run" --episodes 30 --seed 20000 --threads 1 --online \
-    --out "$D/heldout30-off3k-rank1-s0-online.json"
+heldout30 "$run" "$D/heldout30-off3k-rank1-s0.json"
+heldout30 "$run" "$D/heldout30-off3k-rank1-s0-online.json" --online
 python bench/reacher-sym-branch-20k/summarize.py "$D"

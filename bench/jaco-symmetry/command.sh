@@ -6,16 +6,13 @@
 # run bench/circular-joints/runs/jaco-rel-s0 (circular joints, 9 features, 20 demos, seed 0)
 # with one change each. Run from the repo root with .venv/bin on PATH.
 set -euo pipefail
+. bench/lib.sh
 D=bench/jaco-symmetry
 export MUJOCO_GL=egl
 mkdir -p "$D/demos" "$D/runs"
 [ -f "$D/demos/jaco20-rel.h5" ] || wmil demos collect --task jaco/reach-site --episodes 20 \
     --obs state --out "$D/demos/jaco20-rel.h5" --seed 0
-train() {  # train NAME CONFIG: start, or resume a killed run
-    local run="$D/runs/$1"
-    if [ -f "$run/checkpoints/latest.pt" ]; then wmil train --resume "$run" >> "$run.log" 2>&1
-    else wmil train --config "$2" --out "$run" > "$run.log" 2>&1; fi
-}
+train() { train_run "$D/runs/$1" "$2"; }  # train NAME CONFIG: start, or resume a killed run
 # 1. turns over the whole circle (the declaration had no max_angle yet; both stopped at 37k,
 #    last evaluation 35k; resuming them now would turn by the declared 0.3 rad):
 #    demo-sym: demo batches turned;  both-sym: demo and behaviour batches turned
@@ -29,8 +26,7 @@ bc() {  # bc NAME SEED ARGS...
     [ -d "$D/runs/$name" ] || wmil train --task jaco/reach-site --demos "$D/demos/jaco20-rel.h5" \
         --method bc --offline-steps 5000 --steps 0 --eval-episodes 10 --circular-joints \
         --seed "$seed" --threads 1 "$@" --out "$D/runs/$name" > "$D/runs/$name.log" 2>&1
-    wmil eval "$D/runs/$name" --episodes 30 --seed 20000 --threads 1 \
-        --out "$D/eval-$name-seed20000-n30.json"
+    heldout30 "$D/runs/$name" "$D/eval-$name-seed20000-n30.json"
 }
 bc bc-circ-symnone 0
 bc bc-circ-symnone-s1 1

@@ -10,6 +10,7 @@
 # as bench/reacher-lrdecay/command.sh does.
 # Run from the repo root, with .venv/bin on PATH.
 set -euo pipefail
+. bench/lib.sh
 D=${D:-bench/reacher-ema}
 P=${P:-ema}
 STEPS=${STEPS:-100000}
@@ -21,11 +22,7 @@ mkdir -p "$D/demos" "$D/runs"
 for s in $SEEDS; do
     R="$D/runs/$P-s$s"
     sed "s/^seed: SEED$/seed: $s/" "$D/$P.yaml" > "$R.yaml"
-    if [ -f "$R/checkpoints/latest.pt" ]; then
-        wmil train --resume "$R" --steps "$STEPS" >> "$R.log" 2>&1 &
-    else
-        wmil train --config "$R.yaml" --steps "$STEPS" --out "$R" > "$R.log" 2>&1 &
-    fi
+    train_run "$R" "$R.yaml" "" "$STEPS" &
 done
 wait
 python bench/reacher-sym-branch-20k/summarize.py "$D"
