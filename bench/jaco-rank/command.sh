@@ -19,7 +19,6 @@ for spec in offline-r0.0:0.0:3000 offline-r0.1:0.1:3000 offline-r1.0:1.0:3000 \
         offline-r10.0:10.0:3000 offline8k-r1.0:1.0:8000; do
     IFS=: read -r name c n <<< "$spec"
     run="$D/runs/$name"
-    [ -f "$D/$name-heldout30.json" ] && continue
     sed -e "s/rank_coef: RANK/rank_coef: $c/" -e "s/^offline_steps: .*/offline_steps: $n/" \
         -e 's/^steps: .*/steps: 0/' "$D/rank.yaml" > "$run.yaml"
     [ -d "$run" ] || wmil train --config "$run.yaml" --out "$run" > "$run.log" 2>&1
