@@ -601,6 +601,35 @@ def test_rank_coef_makes_q_rank_the_expert_action_first(demos):
     assert ranked > 0.6 and ranked > plain + 0.3, (ranked, plain)
 
 
+def test_rank_prior_negatives_push_q_above_the_priors_proposals(demos):
+    """rank_prior_negatives: with the prior's own samples among the ranking term's negatives,
+    Q at held-out demonstrated states rates the expert's action above the prior's proposals
+    (what the planner starts from) by a wider median margin than the random negatives alone
+    teach; a negative count is refused by name."""
+    from wmil_core.agents.iqmpc import IQMPCConfig
+
+    with pytest.raises(ValueError, match="rank_prior_negatives"):
+        IQMPCConfig(rank_prior_negatives=-1)
+    ds, buf, shapes = _demo_buffer(demos)
+    held = buf.sample(256, np.random.default_rng(1), "cpu")
+
+    def margin(k_pi: int) -> float:
+        agent, stats = _train_tiny(ds, shapes, {"rank_coef": 1.0, "rank_prior_negatives": k_pi},
+                                   lambda rng: (buf.sample(16, rng, "cpu"),
+                                                buf.sample(16, rng, "cpu")))
+        assert np.isfinite(stats["rank_loss"])
+        with torch.no_grad():
+            torch.manual_seed(2)
+            z = agent.model.encode({k: v[0] for k, v in held.obs.items()})
+            _, proposals, _, _ = agent.model.pi(z.expand(8, *z.shape))
+            q_exp = agent.model.Q(z, held.action[0], "avg")
+            q_pi = agent.model.Q(z.expand(8, *z.shape), proposals, "avg")
+            return float((q_exp - q_pi.amax(0)).median())
+
+    hard, random_only = margin(8), margin(0)  # measured: 0.33 against 0.001
+    assert hard > 0.15 and hard > random_only + 0.15, (hard, random_only)
+
+
 def test_negative_actions_make_q_peak_at_the_expert_action(demos):
     """negative_action_std: Q at demonstrated states ranks the expert's action above
     perturbed ones, more than the same training without the negatives."""

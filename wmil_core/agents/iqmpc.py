@@ -82,6 +82,10 @@ class IQMPCConfig:
     rank_negatives: int = 8
     rank_noise_std: float = 0.3
     rank_temperature: float = 1.0
+    # extra negatives for the ranking term drawn from the policy prior at the expert rows'
+    # latents (detached): the prior chases Q's maximum, so its samples are the actions the
+    # planner would propose, the hard counter-examples of implicit behaviour cloning (0: off)
+    rank_prior_negatives: int = 0
     grad_pen: float = 0.0  # lambda of the W1 gradient penalty (0: off, as the paper's code)
     # weight of a behaviour-cloning term -log pi(a_E|z_E) on the expert rows in the policy
     # prior's loss (the paper's code has it as reg_coef, default 0: off)
@@ -136,6 +140,8 @@ class IQMPCConfig:
                 raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
         if self.rank_negatives < 2:
             raise ValueError(f"rank_negatives: must be >= 2, got {self.rank_negatives}")
+        if self.rank_prior_negatives < 0:
+            raise ValueError(f"rank_prior_negatives: must be >= 0, got {self.rank_prior_negatives}")
         if self.rank_temperature <= 0:
             raise ValueError(f"rank_temperature: must be > 0, got {self.rank_temperature}")
         if self.gamma is not None and not 0 < self.gamma < 1:
@@ -406,7 +412,8 @@ class IQMPC:
 
     def _rank_loss(self, z_exp: Tensor, a_exp: Tensor, q_pos: Tensor) -> tuple[Tensor, Tensor]:
         """The ranking term (``cfg.rank_coef``) per head and step, (num_q, H), and the share
-        of (head, step, row) triples whose expert action beats every negative.
+        of (head, step, row) triples whose expert action beats every negative (the
+        ``rank_negatives`` random ones and ``rank_prior_negatives`` samples of pi(z_E)).
 
         z_exp: (H, n, L) expert latents (not detached: the encoder and dynamics learn from
         the ranking as they do from the soft-Q term); a_exp: (H, n, A); q_pos: (num_q, H, n, 1)
@@ -419,6 +426,14 @@ class IQMPC:
             shape, device=a_exp.device, dtype=a_exp.dtype)
         half = torch.arange(k, device=a_exp.device).view(k, 1) < k // 2  # (K, 1)
         a_neg = torch.where(half, uniform, near).clamp(-1.0, 1.0)
+        if cfg.rank_prior_negatives > 0:
+            k_pi = cfg.rank_prior_negatives
+            with torch.no_grad():
+                z_pi = z_exp.detach().unsqueeze(-2).expand(*z_exp.shape[:-1], k_pi,
+                                                           z_exp.shape[-1])
+                _, a_pi, _, _ = m.pi(z_pi)  # (H, n, K_pi, A)
+            a_neg = torch.cat([a_neg, a_pi.to(a_neg.dtype)], -2)
+            k = k + k_pi
         z_rep = z_exp.unsqueeze(-2).expand(*z_exp.shape[:-1], k, z_exp.shape[-1])
         q_neg = m.Q(z_rep, a_neg, "all").squeeze(-1)  # (num_q, H, n, K)
         with torch.no_grad():
