@@ -3,16 +3,19 @@
 Plays episodes on seeds ``SEED``..``SEED+N-1`` with the planner (or, ``--expert-acts``, with
 the Jaco expert, the planner still asked at every state) and, at each state, compares the
 planner's action with the expert's: their cosine, and the two-head average Q of each from the
-averaged networks. Prints per episode, for the reach phase (first 40 steps) and the rest, the
-median cosine, the share of steps where Q rates the expert's action higher, and the mean of
-Q(expert) - Q(planner); saves the same with ``--out``.
+averaged networks (``--online``: the online ones, which then also plan). Prints per episode,
+for the reach phase (first 40 steps) and the rest, the median cosine, the share of steps where
+Q rates the expert's action higher, and the mean of Q(expert) - Q(planner); saves the same with
+``--out``.
 
-    python bench/jaco-arm/critic.py CHECKPOINT --seed S --episodes N [--expert-acts] [--out F]
+    python bench/jaco-arm/critic.py CHECKPOINT --seed S --episodes N [--expert-acts] [--online]
+        [--out F]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 
 import numpy as np
@@ -41,12 +44,17 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=10)
     ap.add_argument("--expert-acts", action="store_true",
                     help="the expert's actions are executed (the planner is only asked)")
+    ap.add_argument("--online", action="store_true",
+                    help="probe the online networks, not the averaged copy (as wmil eval --online)")
     ap.add_argument("--out")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    stack = contextlib.ExitStack()
     trainer = load_trained(args.checkpoint)[0]
     agent, env = trainer.agent, trainer.eval_env
-    model = agent.deploy_model
+    if args.online:
+        stack.enter_context(agent.online_evaluation())
+    model = agent.model if args.online else agent.deploy_model
     expert = make_expert(env.task_name)
     steps: list[dict[str, float]] = []
 
@@ -80,7 +88,9 @@ def main() -> None:
     print("all", json.dumps(total))
     if args.out:
         atomic_write(args.out, json.dumps({"checkpoint": args.checkpoint,
-                                           "expert_acts": args.expert_acts, "all": total,
+                                           "expert_acts": args.expert_acts,
+                                           "networks": "online" if args.online else "averaged",
+                                           "all": total,
                                            "episodes": episodes}, indent=1))
 
 
