@@ -49,12 +49,12 @@ def main() -> None:
     ap.add_argument("--out")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    stack = contextlib.ExitStack()
     trainer = load_trained(args.checkpoint)[0]
     agent, env = trainer.agent, trainer.eval_env
+    stack = contextlib.ExitStack()  # open until the process ends
     if args.online:
         stack.enter_context(agent.online_evaluation())
-    model = agent.model if args.online else agent.deploy_model
+    model = agent.eval_model  # the networks act(eval_mode=True) plans with
     expert = make_expert(env.task_name)
     steps: list[dict[str, float]] = []
 

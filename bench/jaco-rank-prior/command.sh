@@ -18,15 +18,17 @@ export MUJOCO_GL=egl
 mkdir -p "$D/runs"
 for k in ${PRIOR_NEGATIVES:-0 8}; do
     (
-    name="offline-pi$k-s$S" run="$D/runs/offline-pi$k-s$S"
+    name="offline-pi$k-s$S"
+    run="$D/runs/$name"
     sed -e "s/rank_coef: RANK/rank_coef: 1.0, rank_prior_negatives: $k/" \
         -e 's/^offline_steps: .*/offline_steps: 3000/' -e 's/^steps: .*/steps: 0/' \
         bench/jaco-rank/rank.yaml > "$run.yaml"
     [ -d "$run" ] || wmil train --config "$run.yaml" --seed "$S" --out "$run" > "$run.log" 2>&1
     [ -f "$D/$name-heldout30.json" ] || heldout30 "$run" "$D/$name-heldout30.json" --online
     for seed in 0 20000; do
-        [ -f "$D/critic-$name-seed$seed.json" ] || python bench/jaco-arm/critic.py "$run/checkpoints/latest.pt" --seed $seed --episodes 10 \
-            --expert-acts --online --out "$D/critic-$name-seed$seed.json"
+        out="$D/critic-$name-seed$seed.json"
+        [ -f "$out" ] || python bench/jaco-arm/critic.py "$run/checkpoints/latest.pt" \
+            --seed $seed --episodes 10 --expert-acts --online --out "$out"
     done
     branch="$D/runs/off3k-pi$k-s$S"
     [ -d "$branch" ] || { cp -r "$run" "$branch"

@@ -135,13 +135,11 @@ class IQMPCConfig:
         if not 0 < self.rho <= 1:
             raise ValueError(f"rho: must be in (0, 1], got {self.rho}")
         for name in ("beta", "grad_pen", "pi_bc_coef", "q_weight_decay", "negative_action_std",
-                     "rank_coef", "rank_noise_std"):
+                     "rank_coef", "rank_noise_std", "rank_prior_negatives"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
         if self.rank_negatives < 2:
             raise ValueError(f"rank_negatives: must be >= 2, got {self.rank_negatives}")
-        if self.rank_prior_negatives < 0:
-            raise ValueError(f"rank_prior_negatives: must be >= 0, got {self.rank_prior_negatives}")
         if self.rank_temperature <= 0:
             raise ValueError(f"rank_temperature: must be > 0, got {self.rank_temperature}")
         if self.gamma is not None and not 0 < self.gamma < 1:
@@ -226,6 +224,12 @@ class IQMPC:
         """The networks evaluation and export use: the averaged copy when ``cfg.ema`` > 0."""
         return self.ema_model if self.ema_model is not None else self.model
 
+    @property
+    def eval_model(self) -> WorldModel:
+        """The networks evaluation plans with: ``deploy_model``, or the online networks inside
+        ``online_evaluation()``."""
+        return self.model if self._eval_online else self.deploy_model
+
     @contextlib.contextmanager
     def online_evaluation(self) -> Iterator[None]:
         """Within the block, evaluation (``eval_mode``) plans with the online networks."""
@@ -244,7 +248,7 @@ class IQMPC:
     @torch.no_grad()
     def act(self, obs: Mapping[str, np.ndarray], t0: bool, eval_mode: bool = False) -> np.ndarray:
         """Action in [-1, 1]^A for one observation; ``t0`` marks an episode's first step."""
-        model = self.deploy_model if eval_mode and not self._eval_online else self.model
+        model = self.eval_model if eval_mode else self.model
         with self.autocast():
             z = model.encode(self.obs_to_tensors(obs))
             if not self.cfg.mpc:
@@ -426,15 +430,12 @@ class IQMPC:
             shape, device=a_exp.device, dtype=a_exp.dtype)
         half = torch.arange(k, device=a_exp.device).view(k, 1) < k // 2  # (K, 1)
         a_neg = torch.where(half, uniform, near).clamp(-1.0, 1.0)
+        z_rep = z_exp.unsqueeze(-2).expand(*z_exp.shape[:-1], k + cfg.rank_prior_negatives,
+                                           z_exp.shape[-1])
         if cfg.rank_prior_negatives > 0:
-            k_pi = cfg.rank_prior_negatives
             with torch.no_grad():
-                z_pi = z_exp.detach().unsqueeze(-2).expand(*z_exp.shape[:-1], k_pi,
-                                                           z_exp.shape[-1])
-                _, a_pi, _, _ = m.pi(z_pi)  # (H, n, K_pi, A)
+                _, a_pi, _, _ = m.pi(z_rep[..., k:, :].detach())  # (H, n, K_pi, A)
             a_neg = torch.cat([a_neg, a_pi.to(a_neg.dtype)], -2)
-            k = k + k_pi
-        z_rep = z_exp.unsqueeze(-2).expand(*z_exp.shape[:-1], k, z_exp.shape[-1])
         q_neg = m.Q(z_rep, a_neg, "all").squeeze(-1)  # (num_q, H, n, K)
         with torch.no_grad():
             accuracy = (q_pos.float() > q_neg.float().amax(-1, keepdim=True)).float().mean()
