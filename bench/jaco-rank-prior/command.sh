@@ -3,7 +3,8 @@
 # prior at the expert's latents (`rank_prior_negatives`: the planner's own proposals, the hard
 # counter-examples of implicit behaviour cloning). bench/jaco-rank's setting (rank.yaml,
 # rank_coef 1) with 0 and 8 such negatives, side by side, one core each: 3000 offline updates
-# on the 20 demos, scored with the online networks on the 30 held-out targets, and the critic
+# on the 20 demos, scored with the online networks on the 30 held-out targets (also the prior
+# alone, and a 512 x 6 planner for the prior negatives), and the critic
 # probe (does the planner's pick point the expert's way, does Q prefer the expert's action) on
 # the demonstrated targets (seeds 0-9) and on held-out ones (20000-20009); then each offline run
 # continued online to 15k steps (bench/jaco-rank's off3k branch) and scored with both networks.
@@ -25,6 +26,11 @@ for k in ${PRIOR_NEGATIVES:-0 8}; do
         bench/jaco-rank/rank.yaml > "$run.yaml"
     [ -d "$run" ] || wmil train --config "$run.yaml" --seed "$S" --out "$run" > "$run.log" 2>&1
     [ -f "$D/$name-heldout30.json" ] || heldout30 "$run" "$D/$name-heldout30.json" --online
+    # the policy prior alone, and (prior negatives only) a 512 x 6 planner
+    [ -f "$D/$name-heldout30-prior.json" ] ||
+        heldout30 "$run" "$D/$name-heldout30-prior.json" --online --prior
+    [ "$k" = 0 ] || [ -f "$D/$name-heldout30-512x6.json" ] ||
+        heldout30 "$run" "$D/$name-heldout30-512x6.json" --online --samples 512 --iterations 6
     for seed in 0 20000; do
         out="$D/critic-$name-seed$seed.json"
         [ -f "$out" ] || python bench/jaco-arm/critic.py "$run/checkpoints/latest.pt" \
