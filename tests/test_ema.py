@@ -91,7 +91,11 @@ def test_evaluation_plans_with_the_copy_and_training_with_the_online_networks():
     ep = {k: rng.standard_normal((4, *s)).astype(np.float32) for k, s in SHAPES.items()}
     acts = rng.uniform(-1, 1, (3, 2)).astype(np.float32)
     with_copy = agent.decode_rewards(ep, acts)
+    with agent.online_evaluation():  # evaluating the online networks decodes with them too
+        with_online = agent.decode_rewards(ep, acts)
+    assert np.abs(with_online - with_copy).max() > 1e-4
     agent.ema_model.load_state_dict(agent.model.state_dict())
+    np.testing.assert_allclose(agent.decode_rewards(ep, acts), with_online, atol=1e-6)
     assert np.abs(agent.decode_rewards(ep, acts) - with_copy).max() > 1e-4
 
 

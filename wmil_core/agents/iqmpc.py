@@ -468,11 +468,12 @@ class IQMPC:
     def decode_rewards(self, obs: Mapping[str, np.ndarray], actions: np.ndarray) -> np.ndarray:
         """Decoded reward of each real transition of an episode (obs: T+1 rows, actions: T).
 
-        r_t = mean_heads Q(h(o_t), a_t) - gamma V(h(o_{t+1})), V with the policy's mean action
-        (``deploy_model``'s networks).
+        r_t = mean_heads Q(h(o_t), a_t) - gamma V(h(o_{t+1})), V with the policy's mean action,
+        from the networks evaluation plans with (``eval_model``), so that an evaluation's
+        correlation reads the same critic its planner used.
         """
         o = {k: torch.as_tensor(np.asarray(obs[k])).to(self.device) for k in self.obs_shapes}
-        m = self.deploy_model  # the networks evaluation plans with
+        m = self.eval_model
         z = m.encode(o)  # (T+1, L)
         a = torch.as_tensor(actions, dtype=torch.float32, device=self.device)
         q = m.Q(z[:-1], a, "all").mean(0)
