@@ -8,6 +8,7 @@ import torch
 from wmil_core.losses import (
     action_rank_loss,
     bc_loss,
+    bc_mse_loss,
     consistency_loss,
     decoded_reward,
     gradient_penalty,
@@ -103,6 +104,13 @@ def test_bc_loss_by_hand():
     log_pi = torch.tensor([[1.0, 3.0], [-2.0, -2.0]]).unsqueeze(-1)
     # step 0: -(1 + 3)/2 = -2 (weight 1); step 1: 2 (weight 0.5); mean over T: (-2 + 1) / 2
     assert bc_loss(log_pi, rho=0.5).item() == pytest.approx(-0.5)
+
+
+def test_bc_mse_loss_by_hand():
+    mean = torch.tensor([[[0.5, 0.0], [0.0, 0.0]], [[1.0, 1.0], [1.0, 1.0]]])  # (T 2, B 2, A 2)
+    expert = torch.zeros(2, 2, 2)
+    # step 0: mean of (0.25, 0, 0, 0) = 0.0625 (weight 1); step 1: 1 (weight 0.5); mean over T
+    assert bc_mse_loss(mean, expert, rho=0.5).item() == pytest.approx((0.0625 + 0.5) / 2)
 
 
 def test_action_rank_loss_by_hand():

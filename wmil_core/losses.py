@@ -174,6 +174,14 @@ def bc_loss(log_pi_expert: Tensor, rho: float) -> Tensor:
     return (per_step * rho_weights(per_step.shape[0], rho, log_pi_expert.device)).mean()
 
 
+def bc_mse_loss(mean_action: Tensor, expert_action: Tensor, rho: float) -> Tensor:
+    """Behaviour-cloning term mean_t rho^t mean_{B,A} (mu(z_E) - a_E)^2 on the policy's mean
+    action; (T, B, A) inputs. Unlike -log pi it weighs every expert row alike, where the
+    likelihood weighs rows by 1/std^2 and so favours the states the policy is surest of."""
+    per_step = (mean_action - expert_action).pow(2).mean(dim=(1, 2))  # (T,)
+    return (per_step * rho_weights(per_step.shape[0], rho, mean_action.device)).mean()
+
+
 def pearson(x: Tensor, y: Tensor) -> Tensor:
     """Pearson correlation of two equally long 1-D tensors (0 when either is constant)."""
     x = x.reshape(-1).double()

@@ -20,6 +20,7 @@ from wmil_core.buffer import Batch
 from wmil_core.losses import (
     action_rank_loss,
     bc_loss,
+    bc_mse_loss,
     check_value_term,
     chi2_term,
     consistency_loss,
@@ -90,6 +91,9 @@ class IQMPCConfig:
     # weight of a behaviour-cloning term -log pi(a_E|z_E) on the expert rows in the policy
     # prior's loss (the paper's code has it as reg_coef, default 0: off)
     pi_bc_coef: float = 0.0
+    # the form of that term: "nll", -log pi (the paper code's); "mse", the squared error of
+    # the prior's mean action, which weighs every expert row alike (beyond the paper)
+    pi_bc_form: Literal["nll", "mse"] = "nll"
     # decoupled (AdamW-style) weight decay on the Q heads alone: each update shrinks their
     # weights by lr * q_weight_decay (0: off, as the paper's code); beyond the paper
     q_weight_decay: float = 0.0
@@ -146,6 +150,8 @@ class IQMPCConfig:
             raise ValueError(f"gamma: must be in (0, 1), got {self.gamma}")
         if self.v0_coef is not None and not 0 <= self.v0_coef < 1:
             raise ValueError(f"v0_coef: must be in [0, 1) or null, got {self.v0_coef}")
+        if self.pi_bc_form not in ("nll", "mse"):
+            raise ValueError(f"pi_bc_form: must be nll or mse, got {self.pi_bc_form!r}")
         check_value_term(self.value_term)
 
 
@@ -453,15 +459,20 @@ class IQMPC:
     def _pi_loss(self, zs: Tensor, expert_action: Tensor,
                  n_exp: int) -> tuple[Tensor, dict[str, Tensor]]:
         """Policy-prior loss on latents ``zs`` (H+1, B, L), Q frozen: maximum entropy, plus
-        ``pi_bc_coef`` times the rho-weighted -log pi of the expert actions (H, n_exp, A)
-        at the expert rows' latents."""
+        ``pi_bc_coef`` times a rho-weighted behaviour-cloning term (``pi_bc_form``: -log pi,
+        or the mean action's squared error) of the expert actions (H, n_exp, A) at the expert
+        rows' latents."""
         cfg = self.cfg
         _, a_pi, log_pi, _ = self.model.pi(zs)
         loss = policy_loss(log_pi, self.model.Q(zs, a_pi, "min"), cfg.beta, cfg.rho)
         if cfg.pi_bc_coef <= 0:
             return loss, {}
-        log_pi_e = self.model.pi_log_prob(zs[:-1, :n_exp], expert_action)  # (H, n_exp, 1)
-        bc = bc_loss(log_pi_e, cfg.rho)
+        if cfg.pi_bc_form == "mse":
+            mean_e = self.model.pi(zs[:-1, :n_exp], deterministic=True)[0]  # (H, n_exp, A)
+            bc = bc_mse_loss(mean_e, expert_action, cfg.rho)
+        else:
+            log_pi_e = self.model.pi_log_prob(zs[:-1, :n_exp], expert_action)  # (H, n_exp, 1)
+            bc = bc_loss(log_pi_e, cfg.rho)
         return loss + cfg.pi_bc_coef * bc, {"pi_bc_loss": bc.detach()}
 
     @torch.no_grad()
