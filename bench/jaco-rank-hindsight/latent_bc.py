@@ -5,7 +5,8 @@ behaviour-cloning head (wmil's BC head: tanh MLP, mean squared error, batch and 
 of BCConfig) on h's latents of the run's demos, then scores that policy on held-out episodes.
 ``--train-encoder`` trains the same head with the encoder starting from the checkpoint's and
 updated too (plain BC started from h). ``--head prior`` trains the checkpoint's own policy
-prior instead (its mean action, same loss, encoder frozen), from where the run left it.
+prior instead (its mean action, same loss, encoder frozen), from where the run left it, and
+then also scores the run's 64 x 2 planner (online networks) with that prior.
 Against behaviour cloning from scratch on the same demos, this says whether the latent the
 critic and prior read keeps what a policy for new targets needs, and whether the prior's
 network can learn it from the encoded latents.
@@ -88,10 +89,18 @@ def main() -> None:
     for _ in range(args.updates):
         losses.append(bc.update(trainer._expert_batch())["bc_loss"])
     ev = evaluate_agent(bc, trainer.eval_env, args.episodes, args.seed, trainer.expert_return)
+    if args.head == "prior":  # the planner (online networks) proposing with the cloned prior
+        with iq.online_evaluation():
+            plan = evaluate_agent(iq, trainer.eval_env, args.episodes, args.seed,
+                                  trainer.expert_return)
+        ev["planner"] = {k: plan[k] for k in ("normalized_score", "success_rate", "returns")}
     out = {"checkpoint": args.checkpoint, "head": args.head, "train_encoder": args.train_encoder,
            "updates": args.updates, "final_bc_loss": sum(losses[-100:]) / 100,
-           **{k: ev[k] for k in ("episodes", "normalized_score", "success_rate", "returns")}}
-    print(json.dumps({k: v for k, v in out.items() if k != "returns"}))
+           **{k: ev[k] for k in ("episodes", "normalized_score", "success_rate", "returns",
+                               "planner") if k in ev}}
+    print(json.dumps({k: v for k, v in out.items() if k not in ("returns", "planner")}))
+    if "planner" in out:
+        print("planner:", {k: v for k, v in out["planner"].items() if k != "returns"})
     if args.out:
         atomic_write(args.out, json.dumps(out, indent=1))
 
