@@ -20,3 +20,17 @@ heldout30() {
     shift 2
     wmil eval "$run" --episodes 30 --seed 20000 --threads 1 "$@" --out "$out"
 }
+
+# branch_online SRC BRANCH STEPS OUT: copy the offline run SRC to BRANCH (once; evaluations and
+# checkpoints every 5000 steps), train it online to STEPS (resuming when killed), and score it
+# on the 30 held-out episodes with the averaged networks (OUT.json) and the online ones
+# (OUT-online.json).
+branch_online() {
+    local src=$1 branch=$2 steps=$3 out=$4
+    [ -d "$branch" ] || { cp -r "$src" "$branch"
+        sed -i 's/^eval_every: .*/eval_every: 5000/; s/^checkpoint_every: .*/checkpoint_every: 5000/' \
+            "$branch/config.yaml"; }
+    wmil train --resume "$branch" --steps "$steps" >> "$branch.log" 2>&1
+    heldout30 "$branch" "$out.json"
+    heldout30 "$branch" "$out-online.json" --online
+}

@@ -31,13 +31,7 @@ for p in ${FRACTIONS:-0.5}; do
     [ -f "$out" ] || python bench/jaco-arm/critic.py "$run/checkpoints/latest.pt" \
         --seed 20000 --episodes 10 --expert-acts --online --out "$out"
     [ -n "${OFFLINE_ONLY:-}" ] && exit 0
-    branch="$D/runs/off3k-h$p-s$S"
-    [ -d "$branch" ] || { cp -r "$run" "$branch"
-        sed -i 's/^eval_every: .*/eval_every: 5000/; s/^checkpoint_every: .*/checkpoint_every: 5000/' \
-            "$branch/config.yaml"; }
-    wmil train --resume "$branch" --steps "${STEPS:-15000}" >> "$branch.log" 2>&1
-    heldout30 "$branch" "$D/heldout30-off3k-h$p-s$S.json"
-    heldout30 "$branch" "$D/heldout30-off3k-h$p-s$S-online.json" --online
+    branch_online "$run" "$D/runs/off3k-h$p-s$S" "${STEPS:-15000}" "$D/heldout30-off3k-h$p-s$S"
     ) &
 done
 wait

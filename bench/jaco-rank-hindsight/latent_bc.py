@@ -12,7 +12,7 @@ critic and prior read keeps what a policy for new targets needs, and whether the
 network can learn it from the encoded latents.
 
     python bench/jaco-rank-hindsight/latent_bc.py CHECKPOINT --updates 5000 --episodes 30
-        --seed 20000 [--train-encoder | --head prior] [--out F]
+        --seed 20000 [--train-encoder | --head prior [--reinit]] [--out F]
 """
 
 from __future__ import annotations
@@ -33,9 +33,13 @@ from wmil_core.train import evaluate_agent
 class PriorPolicy:
     """The checkpoint's policy prior as a policy: its mean action at h(o), cloned on demos."""
 
-    def __init__(self, iq: Any) -> None:
+    def __init__(self, iq: Any, reinit: bool = False) -> None:
         self.iq = iq
         self.model = iq.model
+        if reinit:  # start the prior's layers afresh (PyTorch's default initialisation)
+            for module in self.model._pi.modules():
+                if hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
         self.model.requires_grad_(False)
         self.model._pi.requires_grad_(True)
         self.optim = torch.optim.Adam(self.model._pi.parameters(), lr=3e-4)
@@ -71,6 +75,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=20000)
     ap.add_argument("--train-encoder", action="store_true")
     ap.add_argument("--head", choices=("bc", "prior"), default="bc")
+    ap.add_argument("--reinit", action="store_true",
+                    help="with --head prior: start the prior's layers afresh")
     ap.add_argument("--out")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -78,7 +84,7 @@ def main() -> None:
     trainer = load_trained(args.checkpoint)[0]
     iq = trainer.agent
     if args.head == "prior":
-        bc: Any = PriorPolicy(iq)
+        bc: Any = PriorPolicy(iq, reinit=args.reinit)
     else:
         bc = BC(iq.obs_shapes, iq.action_dim, 0, BCConfig(model=iq.cfg.model), device=iq.device)
         bc.net["encoder"].load_state_dict(iq.model._encoder.state_dict())
@@ -94,7 +100,8 @@ def main() -> None:
             plan = evaluate_agent(iq, trainer.eval_env, args.episodes, args.seed,
                                   trainer.expert_return)
         ev["planner"] = {k: plan[k] for k in ("normalized_score", "success_rate", "returns")}
-    out = {"checkpoint": args.checkpoint, "head": args.head, "train_encoder": args.train_encoder,
+    out = {"checkpoint": args.checkpoint, "head": args.head,
+           "reinit": args.reinit, "train_encoder": args.train_encoder,
            "updates": args.updates, "final_bc_loss": sum(losses[-100:]) / 100,
            **{k: ev[k] for k in ("episodes", "normalized_score", "success_rate", "returns",
                                "planner") if k in ev}}

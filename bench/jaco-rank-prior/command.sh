@@ -36,13 +36,7 @@ for k in ${PRIOR_NEGATIVES:-0 8}; do
         [ -f "$out" ] || python bench/jaco-arm/critic.py "$run/checkpoints/latest.pt" \
             --seed $seed --episodes 10 --expert-acts --online --out "$out"
     done
-    branch="$D/runs/off3k-pi$k-s$S"
-    [ -d "$branch" ] || { cp -r "$run" "$branch"
-        sed -i 's/^eval_every: .*/eval_every: 5000/; s/^checkpoint_every: .*/checkpoint_every: 5000/' \
-            "$branch/config.yaml"; }
-    wmil train --resume "$branch" --steps "${STEPS:-15000}" >> "$branch.log" 2>&1
-    heldout30 "$branch" "$D/heldout30-off3k-pi$k-s$S.json"
-    heldout30 "$branch" "$D/heldout30-off3k-pi$k-s$S-online.json" --online
+    branch_online "$run" "$D/runs/off3k-pi$k-s$S" "${STEPS:-15000}" "$D/heldout30-off3k-pi$k-s$S"
     ) &
 done
 wait

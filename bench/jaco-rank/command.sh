@@ -42,11 +42,5 @@ for s in 0 1; do
         --episodes 10 --expert-acts --out "$D/critic-rank1-s$s-heldout-expert-acts.json" &
 done
 wait
-run="$D/runs/off3k-rank1-s0"
-[ -d "$run" ] || { cp -r "$D/runs/offline-r1.0" "$run"
-    sed -i 's/^eval_every: .*/eval_every: 5000/; s/^checkpoint_every: .*/checkpoint_every: 5000/' \
-        "$run/config.yaml"; }
-wmil train --resume "$run" --steps 15000 >> "$run.log" 2>&1
-heldout30 "$run" "$D/heldout30-off3k-rank1-s0.json"
-heldout30 "$run" "$D/heldout30-off3k-rank1-s0-online.json" --online
+branch_online "$D/runs/offline-r1.0" "$D/runs/off3k-rank1-s0" 15000 "$D/heldout30-off3k-rank1-s0"
 python bench/reacher-sym-branch-20k/summarize.py "$D"
