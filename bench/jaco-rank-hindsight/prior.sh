@@ -43,3 +43,7 @@ ck="$D/runs/offline-mse10000-s0/checkpoints/latest.pt"
 [ -f "$D/latent-bc-prior-3000upd-offline-mse10000-s0.json" ] ||
     python "$D/latent_bc.py" "$ck" --head prior --updates 3000 \
         --out "$D/latent-bc-prior-3000upd-offline-mse10000-s0.json"
+# and a prior started afresh and cloned on those latents (--reinit), with the planner using it
+[ -f "$D/latent-bc-prior-reinit-3000upd-offline-mse10000-s0.json" ] ||
+    python "$D/latent_bc.py" "$ck" --head prior --reinit --updates 3000 \
+        --out "$D/latent-bc-prior-reinit-3000upd-offline-mse10000-s0.json"
